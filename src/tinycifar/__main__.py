@@ -1,0 +1,5 @@
+import sys
+
+from tinycifar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""``tinycifar evaluate``: accuracy, per-class table, confusion matrix and a gallery of
+mistakes on the official 10,000-image CIFAR-10 test set.
+
+The library entry point is :func:`evaluate` (model + images → metrics dict); the CLI adds
+the shipped-or-given weights, the figures and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tinycifar.data import CLASSES, load_cifar10
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import predict_logits, resolve_device
+from tinycifar.models import DEFAULT_MODEL
+from tinycifar.pretrained import load_model, pretrained_path
+
+GALLERY_SIZE = 40
+_GALLERY_COLS = 8
+
+
+# --- the numbers -----------------------------------------------------------------------
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int = len(CLASSES)) -> torch.Tensor:
+    """``(num_classes, num_classes)`` int64 counts: row = true class, column = predicted class."""
+    labels, preds = labels.long().flatten(), preds.long().flatten()
+    if labels.shape != preds.shape:
+        raise TinyCifarError(f"{len(labels)} labels for {len(preds)} predictions")
+    for name, t in (("labels", labels), ("predictions", preds)):
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise TinyCifarError(f"{name} out of range: found {int(t.min())}..{int(t.max())}, "
+                                 f"expected 0..{num_classes - 1}")
+    counts = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes)
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
+                        tta_logits: torch.Tensor | None = None) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and confusion matrix from plain logits; with
+    ``tta_logits`` also ``tta_accuracy`` / ``tta_correct``. Every value is JSON-ready."""
+    labels = labels.long().cpu()
+    n = len(labels)
+    if logits.shape != (n, len(CLASSES)):
+        raise TinyCifarError(f"expected logits of shape ({n}, {len(CLASSES)}), got {tuple(logits.shape)}")
+    cm = confusion_matrix(labels, logits.argmax(1).cpu())
+    correct = int(cm.diagonal().sum())
+    totals, hits = cm.sum(1).tolist(), cm.diagonal().tolist()
+    result: dict[str, Any] = {
+        "n_images": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "per_class": {
+            name: {"correct": c, "total": t, "accuracy": c / t if t else None}
+            for name, c, t in zip(CLASSES, hits, totals)
+        },
+        "classes": list(CLASSES),
+        "confusion_matrix": cm.tolist(),
+    }
+    if tta_logits is not None:
+        tta_correct = int((tta_logits.argmax(1).cpu() == labels).sum())
+        result["tta_correct"] = tta_correct
+        result["tta_accuracy"] = tta_correct / n if n else None
+    return result
+
+
+def _logits(model: nn.Module, images: torch.Tensor, device: torch.device | str,
+            tta: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Plain logits and, if asked, flip-TTA logits: two passes, not three."""
+    device = torch.device(device)
+    plain = predict_logits(model, images, device, batch_size=batch_size)
+    if not tta:
+        return plain, None
+    flipped = predict_logits(model, images.flip(3), device, batch_size=batch_size)
+    return plain, (plain + flipped) / 2  # what predict_logits(tta=True) computes
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             device: torch.device | str = "cpu", tta: bool = False,
+             batch_size: int = 1000) -> dict[str, Any]:
+    """Evaluate ``model`` on uint8 ``images (N, 3, 32, 32)`` with int ``labels (N,)``.
+
+    Returns ``n_images``, ``correct``, ``accuracy``, ``per_class`` (class name →
+    correct/total/accuracy), ``classes`` and ``confusion_matrix`` (rows: true class,
+    columns: predicted class), all from plain predictions; with ``tta`` also
+    ``tta_accuracy`` and ``tta_correct`` (logits averaged with the mirrored image).
+    """
+    if len(images) != len(labels):
+        raise TinyCifarError(f"{len(images)} images but {len(labels)} labels")
+    plain, tta_logits = _logits(model, images, device, tta, batch_size)
+    return metrics_from_logits(plain, labels, tta_logits)
+
+
+def format_per_class(metrics: dict[str, Any]) -> str:
+    """The per-class table: class, correct/total, accuracy, and a total row."""
+    lines = [f"{'class':<12}{'correct/total':>15}{'accuracy':>10}"]
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<12}{row['correct']:>8}/{row['total']:<6}{_pct(row['accuracy']):>10}")
+    lines.append(f"{'total':<12}{metrics['correct']:>8}/{metrics['n_images']:<6}{_pct(metrics['accuracy']):>10}")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+# --- the figures ---------------------------------------------------------------------------
+
+
+def _figure(width_in: float, height_in: float, dpi: int = 100):
+    # A bare Figure on an Agg canvas: no pyplot, so no global backend state and no GUI.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def confusion_figure(cm: list[list[int]] | torch.Tensor, title: str = "Confusion matrix"):
+    """10×10 heat map with the count in every cell; rows true class, columns predicted."""
+    cm = np.asarray(torch.as_tensor(cm))
+    fig = _figure(8.5, 7.5)
+    ax = fig.add_subplot()
+    im = ax.imshow(cm, cmap="Blues", interpolation="nearest", vmin=0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
+    n = len(CLASSES)
+    ax.set_xticks(range(n), labels=CLASSES, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), labels=CLASSES)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    threshold = cm.max() / 2 if cm.size and cm.max() > 0 else 1
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > threshold else "black")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+                         limit: int = GALLERY_SIZE):
+    """Gallery of the first ``limit`` misclassified images in test-set order (deterministic,
+    so two models' galleries can be compared), each titled ``true → predicted (p=…)``."""
+    probs = logits.softmax(1)
+    conf, preds = probs.max(1)
+    wrong = (preds != labels).nonzero().flatten()
+    picks = wrong[:limit].tolist()
+    cols = max(4, min(_GALLERY_COLS, len(picks)))
+    rows = max(1, math.ceil(len(picks) / cols))
+    cell_w, cell_h, top = 1.9, 2.05, 0.6  # inches; fixed margins (tight_layout is slow on 40 axes)
+    fig = _figure(cols * cell_w, rows * cell_h + top)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - top / (rows * cell_h + top),
+                        wspace=0.08, hspace=0.25)
+    fig.suptitle(f"Misclassified test images: {len(picks)} shown of {len(wrong)} "
+                 "(true → predicted, p = predicted probability)", fontsize=11)
+    if not picks:
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
+        return fig
+    for k, idx in enumerate(picks):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(images[idx].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(f"{CLASSES[int(labels[idx])]} → {CLASSES[int(preds[idx])]} (p={conf[idx]:.2f})",
+                     fontsize=7.5)
+        ax.axis("off")
+    return fig
+
+
+def _save(fig, path: Path) -> Path:
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise TinyCifarError(f"cannot write {path} ({e.strerror or e}): choose another folder with --out") from None
+    return path
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--tta", action="store_true",
+                   help="also report accuracy with horizontal-flip test-time augmentation")
+    p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
+                   help="where to write metrics.json and the figures (default: evaluation)")
+    p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
+                   help="images per forward pass (default: 1000)")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    weights = Path(args.weights) if args.weights is not None else pretrained_path(args.model)
+    model = load_model(args.model, args.weights, device)
+    out = Path(args.out)
+    try:  # before the test set and the forward passes: fail fast
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinyCifarError(f"cannot create output folder {out} ({e.strerror or e}): choose another with --out") from None
+    images, labels = load_cifar10("test", args.data_dir)
+
+    start = time.perf_counter()
+    plain, tta_logits = _logits(model, images, device, args.tta, args.batch_size)
+    seconds = time.perf_counter() - start
+    metrics = metrics_from_logits(plain, labels, tta_logits)
+
+    print(f"model {args.model}, weights {weights}, device {device}: "
+          f"{metrics['n_images']} test images in {seconds:.1f} s")
+    print(f"accuracy: {_pct(metrics['accuracy'])} ({metrics['correct']}/{metrics['n_images']})")
+    if args.tta:
+        print(f"accuracy with flip TTA: {_pct(metrics['tta_accuracy'])} "
+              f"({metrics['tta_correct']}/{metrics['n_images']})")
+    print()
+    print("per class (without TTA):")
+    print(format_per_class(metrics))
+
+    record = {"model": args.model, "weights": str(weights), **metrics}
+    metrics_path = out / "metrics.json"
+    try:
+        metrics_path.write_text(json.dumps(record, indent=2) + "\n")
+    except OSError as e:
+        raise TinyCifarError(f"cannot write {metrics_path} ({e.strerror or e}): choose another folder with --out") from None
+    title = f"Confusion matrix: {args.model}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
+    written = [
+        metrics_path,
+        _save(confusion_figure(metrics["confusion_matrix"], title), out / "confusion_matrix.png"),
+        _save(misclassified_figure(images, labels, plain), out / "misclassified.png"),
+    ]
+    print()
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,148 @@
+"""Advanced-convolution building blocks.
+
+Every block is a small ``nn.Module`` whose docstring says what it is for and what it
+costs in parameters (``tests/test_layers.py`` checks each formula). Convolutions are
+bias-free because a BatchNorm follows each one and its shift makes a bias redundant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def _act(enabled: bool) -> nn.Module:
+    # ReLU, not GELU: on CPU it is in-place and measurably cheaper, and at this size the
+    # accuracy difference is within seed noise.
+    return nn.ReLU(inplace=True) if enabled else nn.Identity()
+
+
+class ConvBNAct(nn.Sequential):
+    """k×k convolution → BatchNorm → ReLU; the plain workhorse.
+
+    ``dilation`` widens the receptive field to ``(k-1)*dilation + 1`` at no extra cost;
+    padding keeps the spatial size when ``stride == 1``.
+    Params: ``in*out*k*k/groups + 2*out``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, act: bool = True) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=dilation * (kernel_size // 2),
+                      dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+            _act(act),
+        )
+
+
+class DepthwiseSeparableConv(nn.Sequential):
+    """Depthwise k×k (one filter per channel) → BN → ReLU → pointwise 1×1 → BN → ReLU.
+
+    Splits spatial and cross-channel mixing (MobileNet): roughly ``k*k`` times fewer
+    parameters and MACs than a full convolution for wide layers. On CPU the depthwise part
+    is memory-bound, so it pays off where channels are wide, not in the first layers.
+    Params: ``in*k*k + 2*in + in*out + 2*out``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, act: bool = True) -> None:
+        super().__init__(
+            ConvBNAct(in_ch, in_ch, kernel_size, stride, dilation, groups=in_ch),
+            ConvBNAct(in_ch, out_ch, 1, act=act),
+        )
+
+
+class TransposedConvUp(nn.Sequential):
+    """Learned upsampling by a transposed convolution (kernel = stride = ``scale``) → BN → ReLU.
+
+    Kernel equal to stride tiles the output without the checkerboard overlap of k=3, s=2.
+    Params: ``in*out*scale*scale + 2*out``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, scale: int = 2, act: bool = True) -> None:
+        super().__init__(
+            nn.ConvTranspose2d(in_ch, out_ch, scale, stride=scale, bias=False),
+            nn.BatchNorm2d(out_ch),
+            _act(act),
+        )
+
+
+class PixelShuffleUp(nn.Sequential):
+    """Sub-pixel upsampling: 1×1 conv to ``out*scale²`` channels, then depth-to-space.
+
+    Same cost as :class:`TransposedConvUp` with no overlap artefacts (ESPCN).
+    Params: ``in*out*scale² + 2*out``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, scale: int = 2, act: bool = True) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch * scale * scale, 1, bias=False),
+            nn.PixelShuffle(scale),
+            nn.BatchNorm2d(out_ch),
+            _act(act),
+        )
+
+
+class PixelUnshuffleDown(nn.Sequential):
+    """Space-to-depth downsampling: each ``scale×scale`` patch becomes channels, then a 1×1 conv.
+
+    Loses no information (unlike pooling) and cuts the resolution the following layers pay
+    for by ``scale²``; used as a stem it is the cheapest way to make a net fast on CPU.
+    Params: ``in*scale²*out + 2*out``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, scale: int = 2, act: bool = True) -> None:
+        super().__init__(
+            nn.PixelUnshuffle(scale),
+            nn.Conv2d(in_ch * scale * scale, out_ch, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            _act(act),
+        )
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation channel attention: global pool → FC → ReLU → FC → sigmoid gate.
+
+    Reweights channels by global context (Hu et al. 2018).
+    Params: ``2*ch*h + h + ch`` with ``h = max(1, ch//reduction)`` (the two FCs with biases).
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+
+def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
+    """ECA's adaptive kernel size: nearest odd number to ``(log2(C) + beta) / gamma``."""
+    k = int(abs((math.log2(channels) + beta) / gamma))
+    return k if k % 2 else k + 1
+
+
+class ECA(nn.Module):
+    """Efficient channel attention: global pool → 1-D conv across channels → sigmoid gate.
+
+    SE's benefit without its bottleneck FCs (Wang et al. 2020): each channel's weight
+    comes from its ``k`` neighbours. Params: ``k`` (no bias), almost free.
+    """
+
+    def __init__(self, channels: int, kernel_size: int | None = None) -> None:
+        super().__init__()
+        k = kernel_size or eca_kernel_size(channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels as a sequence
+        w = self.gate(self.conv(w)).transpose(1, 2).unsqueeze(-1)  # (N, C, 1, 1)
+        return x * w

@@ -1,0 +1,60 @@
+"""Model zoo: every network is registered by name and built with :func:`create_model`.
+
+Each entry module holds one network. ``list_models()`` gives the names in the order the
+README table shows them; ``DEFAULT_MODEL`` is the one ``tinycifar train`` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from tinycifar.errors import TinyCifarError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+DEFAULT_MODEL = "tinynet"
+
+
+def register_model(name: str, description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a constructor under ``name`` with a one-line description."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = fn
+        _DESCRIPTIONS[name] = description
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def describe_model(name: str) -> str:
+    _check(name)
+    return _DESCRIPTIONS[name]
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build a registered model with freshly initialised weights."""
+    _check(name)
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+
+
+def _check(name: str) -> None:
+    if name not in _REGISTRY:
+        raise TinyCifarError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+
+
+# Importing the entry modules fills the registry (order = README table order).
+from tinycifar.models import tinynet  # noqa: E402,F401
+from tinycifar.models import dilatednet  # noqa: E402,F401
+from tinycifar.models import senet  # noqa: E402,F401
+from tinycifar.models import unshufflenet  # noqa: E402,F401
+from tinycifar.models import resnet8  # noqa: E402,F401
+from tinycifar.models import seed  # noqa: E402,F401

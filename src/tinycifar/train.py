@@ -1,0 +1,281 @@
+"""``tinycifar train``: the training loop.
+
+Built for a CPU first: the whole data set sits in memory as uint8, each batch is gathered
+by index, normalised and augmented as one tensor on the training device, and the model
+runs channels-last. All randomness of epoch ``e`` comes from a generator seeded by
+``(seed, e)``, so a run resumed from the checkpoint of epoch ``e-1`` repeats epoch ``e``
+exactly and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from tinycifar import augment
+from tinycifar.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import predict_logits, prepare, resolve_device
+from tinycifar.models import DEFAULT_MODEL, create_model
+from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe
+
+Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
+SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
+
+
+def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
+    """Hold out ``val_size`` training images (same ones for every seed) for tuning."""
+    images, labels = train
+    if val_size == 0:
+        return train, None
+    if not 0 < val_size < len(images):
+        raise TinyCifarError(f"--val-split must be between 0 and {len(images) - 1} (got {val_size})")
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    keep, held = perm[:-val_size].sort().values, perm[-val_size:].sort().values
+    return (images[keep], labels[keep]), (images[held], labels[held])
+
+
+def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
+    if recipe.translate:
+        x = augment.random_translate(x, recipe.translate, g)
+    if recipe.flip:
+        x = augment.random_flip(x, g)
+    if recipe.ssr:
+        x = augment.shift_scale_rotate(x, g)
+    if recipe.cutout:
+        x = augment.cutout(x, recipe.cutout, g)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
+    # fights the normalisation.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": recipe.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0,
+    )
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Triangle schedule: linear warm-up from 0 to 1, then linear decay to 0 at the end."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any training time is spent if the run folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TinyCifarError(f"cannot write to --out {out}: {e.strerror or e}; "
+                             "choose a folder you can write to") from None
+
+
+def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
+        eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
+        progress: bool = True, log=print) -> dict[str, Any]:
+    """Train ``model_name`` on ``train``; evaluate on ``eval_data`` after each epoch.
+
+    Writes config, environment, per-epoch log, checkpoints, final weights, metrics and
+    plots into ``out``; returns the final metrics.
+    """
+    out = Path(out)
+    check_writable(out)
+    dev = resolve_device(device)
+    config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
+              "eval_on": eval_name, "train_images": len(train[0]), "eval_images": len(eval_data[0])}
+
+    torch.manual_seed(seed)
+    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    images, labels = train
+    batch_size = min(recipe.batch_size, len(images))
+    steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
+    total_steps = recipe.epochs * steps_per_epoch
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+           if recipe.ema_decay else None)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        state = load_checkpoint(out)
+        if state["config"] != config:
+            raise TinyCifarError(f"--resume: the run in {out} was started with a different "
+                                 "configuration (model, recipe, seed or data); resume it with the "
+                                 "same options, or start a new run in another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        log(f"resuming {out} after epoch {start_epoch} of {recipe.epochs}")
+    else:
+        _write_json(out / "config.json", config)
+        _write_json(out / "environment.json", environment(dev))
+        (out / "log.jsonl").write_text("")
+
+    log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
+        f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
+    for row in history:
+        log(_format_row(row, eval_name))
+    device_images, device_labels = images.to(dev), labels.to(dev)
+    for epoch in range(start_epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        g = _epoch_generator(seed, epoch)
+        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout, if a model has any
+        model.train()
+        perm = torch.randperm(len(images), generator=g).to(dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
+                   disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
+        for step in bar:
+            idx = perm[step * batch_size:(step + 1) * batch_size]
+            x = augment_batch(prepare(device_images[idx], dev), recipe, g)
+            y = device_labels[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            # Accumulate on the device: a .item() per step would force a sync on GPU.
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+        seen = steps_per_epoch * batch_size
+        final_model = ema.module if ema is not None else model
+        eval_loss, eval_acc = evaluate_loss_acc(final_model, eval_data, dev)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
+               "train_acc": correct.item() / seen, f"{eval_name}_loss": eval_loss,
+               f"{eval_name}_acc": eval_acc, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(),
+                         "ema": ema.state_dict() if ema is not None else None,
+                         "epoch": epoch, "config": config, "history": history}, out)
+        log(_format_row(row, eval_name))
+
+    final_model = ema.module if ema is not None else model
+    save_weights(final_model, out / "model.safetensors",
+                 {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs)})
+    last = history[-1]
+    metrics = {"model": model_name, "seed": seed,
+               "params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
+               "epochs": recipe.epochs, f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
+               f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
+               "train_seconds": sum(r["seconds"] for r in history)}
+    _write_json(out / "metrics.json", metrics)
+    plot_history(history, eval_name, out / "curves.png")
+    return metrics
+
+
+def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device) -> tuple[float, float]:
+    logits = predict_logits(model, data[0], dev)
+    return F.cross_entropy(logits, data[1]).item(), (logits.argmax(1) == data[1]).float().mean().item()
+
+
+def _format_row(row: dict[str, Any], eval_name: str) -> str:
+    return (f"{row['epoch']:>5} {row['train_loss']:>10.4f} {row['train_acc']:>9.2%} "
+            f"{row[eval_name + '_loss']:>10.4f} {row[eval_name + '_acc']:>9.2%} "
+            f"{row['lr']:>8.4f} {row['seconds']:>7.1f}")
+
+
+def environment(dev: torch.device) -> dict[str, Any]:
+    return {"torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor(),
+            "device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
+
+
+def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-"), (eval_name, "--")):
+        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
+        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, label=split)
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--recipe", default="default", help="packaged recipe name or TOML file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--val-split", type=int, default=0, metavar="N",
+                   help="hold out N training images and report on them instead of the test set "
+                        "(use for any tuning); 0 trains on all 50,000 (default)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_recipe_flags(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinycifar.data import load_cifar10
+    from tinycifar.models import create_model as _create
+    from tinycifar.summary import format_summary, summarize
+
+    recipe = apply_overrides(load_recipe(args.recipe), args)
+    if args.val_split < 0:
+        raise TinyCifarError(f"--val-split must be >= 0 (got {args.val_split})")
+    out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
+    print(format_summary(summarize(_create(args.model))))
+    check_writable(out)  # before loading data: fail fast
+    train = load_cifar10("train", args.data_dir)
+    train, val = split_validation(train, args.val_split)
+    eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
+    metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
+                  device=args.device, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(metrics, indent=2))
+    print(f"run folder: {out}")
+    return 0

@@ -1,0 +1,81 @@
+"""``tinycifar models``: list the model zoo with each network's size, cost and receptive field.
+
+One row per registered model, in registry (README) order: parameters, MACs per 32x32
+image, theoretical receptive field (all from :func:`tinycifar.summary.summarize`), whether
+it fits the parameter budget, a ``*`` on the default model, and its one-line description.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tinycifar.summary import DEFAULT_BUDGET, summarize
+
+HEADERS = ("model", "params", "MACs (M)", "RF", "budget", "description")
+
+
+def zoo_rows(budget: int = DEFAULT_BUDGET) -> list[dict]:
+    """One dict per registered model: name, params, macs, rf, within_budget, default, description."""
+    from tinycifar.models import DEFAULT_MODEL, create_model, describe_model, list_models
+
+    rows = []
+    for name in list_models():
+        s = summarize(create_model(name), budget=budget)
+        rows.append({
+            "name": name,
+            "params": s.total_params,
+            "macs": s.macs,
+            "rf": s.receptive_field,
+            "within_budget": not s.over_budget,
+            "default": name == DEFAULT_MODEL,
+            "description": describe_model(name),
+        })
+    return rows
+
+
+def format_zoo(rows: list[dict], budget: int = DEFAULT_BUDGET) -> str:
+    cells = [
+        (
+            r["name"] + (" *" if r["default"] else ""),
+            f"{r['params']:,}",
+            f"{r['macs'] / 1e6:.2f}",
+            "-" if r["rf"] is None else str(r["rf"]),
+            "yes" if r["within_budget"] else "NO",
+            r["description"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(HEADERS)]
+    right = {1, 2, 3}  # numbers right-aligned
+
+    def line(values) -> str:
+        parts = [v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return "  ".join(parts).rstrip()
+
+    out = [line(HEADERS), line(["-" * w for w in widths])]
+    out += [line(c) for c in cells]
+    out.append("")
+    out.append(f"* default model.  budget: {budget:,} parameters.  "
+               "MACs per 3x32x32 image; RF: theoretical receptive field in pixels.")
+    return "\n".join(out)
+
+
+def _budget(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
+                        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
+
+
+def run(args: argparse.Namespace) -> int:
+    budget = getattr(args, "budget", DEFAULT_BUDGET)
+    print(format_zoo(zoo_rows(budget), budget))
+    return 0

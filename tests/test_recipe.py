@@ -1,0 +1,49 @@
+import argparse
+
+import pytest
+
+from tinycifar.errors import TinyCifarError
+from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict
+
+
+def test_default_recipe_loads_and_matches_the_file():
+    r = load_recipe("default")
+    assert isinstance(r, Recipe) and r.epochs >= 1 and r.batch_size >= 1
+
+
+def test_flags_override_the_recipe():
+    p = argparse.ArgumentParser()
+    add_recipe_flags(p)
+    r = apply_overrides(load_recipe("default"), p.parse_args(["--epochs", "3", "--no-flip", "--cutout", "16"]))
+    assert (r.epochs, r.flip, r.cutout) == (3, False, 16)
+    assert r.lr == load_recipe("default").lr  # untouched fields keep the recipe value
+
+
+def test_recipe_file_by_path(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("epochs = 2\nlr = 1\n")
+    r = load_recipe(f)
+    assert r.epochs == 2 and r.lr == 1.0 and isinstance(r.lr, float)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": -1}, "epochs must be at least 1"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"lr": 0.0}, "lr must be positive"),
+    ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"epochs": "ten"}, "epochs must be int"),
+    ({"flip": 1}, "flip must be bool"),
+    ({"learning_rate": 0.1}, "unknown key(s) learning_rate"),
+])
+def test_bad_recipes_are_refused_with_the_reason(values, message):
+    with pytest.raises(TinyCifarError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        recipe_from_dict(values)
+
+
+def test_missing_and_malformed_recipe_files(tmp_path):
+    with pytest.raises(TinyCifarError, match="neither a packaged recipe"):
+        load_recipe(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(TinyCifarError, match="not valid TOML"):
+        load_recipe(bad)

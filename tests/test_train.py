@@ -1,0 +1,127 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tinycifar.errors import TinyCifarError
+from tinycifar.recipe import Recipe
+from tinycifar.train import fit, lr_factor, split_validation
+
+TINY = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, translate=2, cutout=8, ssr=True)
+
+
+def test_fit_writes_the_whole_run_folder_and_learns(tmp_path, tiny_data):
+    train, test = tiny_data
+    metrics = fit("tinynet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1), tmp_path, train, test,
+                  progress=False, log=lambda *_: None)
+    for name in ("config.json", "environment.json", "log.jsonl", "metrics.json", "curves.png",
+                 "model.safetensors", "last.pt", "previous.pt"):
+        assert (tmp_path / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert set(rows[0]) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+    assert metrics["final_test_acc"] == rows[-1]["test_acc"]
+    assert metrics["params"] < 100_000
+    assert rows[-1]["test_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # schedule ends at zero
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+
+
+def test_fit_with_ema_and_every_augmentation(tmp_path, tiny_data):
+    train, test = tiny_data
+    recipe = Recipe(**{**TINY.__dict__, "ema_decay": 0.9})
+    metrics = fit("tinynet", recipe, tmp_path, train, test, progress=False, log=lambda *_: None)
+    assert 0.0 <= metrics["final_test_acc"] <= 1.0
+
+
+def test_lr_schedule_is_a_triangle():
+    total, warmup = 100, 10
+    lrs = [lr_factor(s, total, warmup) for s in range(total)]
+    assert lrs[9] == 1.0 and lrs[0] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(1 / 90)
+
+
+def test_validation_split_is_fixed_and_disjoint():
+    images = torch.arange(1000).view(1000, 1, 1, 1).expand(1000, 3, 32, 32).to(torch.uint8)
+    labels = torch.arange(1000)
+    (ti, tl), (vi, vl) = split_validation((images, labels), 100)
+    (_, tl2), (_, vl2) = split_validation((images, labels), 100)
+    assert len(vl) == 100 and len(tl) == 900
+    assert set(tl.tolist()).isdisjoint(vl.tolist())
+    assert torch.equal(vl, vl2)
+    with pytest.raises(TinyCifarError, match="--val-split"):
+        split_validation((images, labels), 1000)
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, tiny_data):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TinyCifarError, match="cannot write to --out"):
+        fit("tinynet", TINY, blocker / "run", *tiny_data, progress=False, log=lambda *_: None)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_data):
+    fit("tinynet", Recipe(epochs=1, batch_size=64), tmp_path, *tiny_data, progress=False, log=lambda *_: None)
+    with pytest.raises(TinyCifarError, match="different configuration"):
+        fit("tinynet", Recipe(epochs=1, batch_size=32), tmp_path, *tiny_data, resume=True,
+            progress=False, log=lambda *_: None)
+
+
+# The kill/resume proof: a real process, killed with SIGKILL in the middle of an epoch.
+SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    torch.set_num_threads(1)
+    from conftest import synthetic_cifar
+    from tinycifar.recipe import Recipe
+    from tinycifar.train import fit
+    recipe = Recipe(epochs=3, batch_size=16, lr=0.2, warmup_epochs=1, translate=2, cutout=8, ssr=True,
+                    ema_decay=0.9)
+    fit("tinynet", recipe, sys.argv[1], synthetic_cifar(1600), synthetic_cifar(50, seed=1),
+        resume=sys.argv[2] == "resume", progress=False)
+""")
+
+
+def _train(script: Path, out: Path, mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(script), str(out), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    script = tmp_path / "train_tiny.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert _train(script, full, "fresh").wait(timeout=300) == 0
+
+    proc = _train(script, killed, "fresh")
+    deadline = time.time() + 240
+    while not (killed / "last.pt").exists():  # epoch 1 done: now inside epoch 2
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.safetensors").exists(), "run finished before the kill"
+    assert len((killed / "log.jsonl").read_text().splitlines()) < 3
+
+    resumed = _train(script, killed, "resume")
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert "resuming" in output
+    a, b = load_file(full / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # bit-identical, not merely close
+    log = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
