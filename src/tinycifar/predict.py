@@ -119,7 +119,7 @@ def _decode(im: ImageFile.ImageFile, path: str | os.PathLike[str]) -> torch.Tens
     side = min(w, h)
     left, top = (w - side) / 2, (h - side) / 2
     small = rgb.resize((SIZE, SIZE), Image.Resampling.BICUBIC,
-                       reducing_gap=3.0)
+                       box=(left, top, left + side, top + side), reducing_gap=3.0)
     return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
