@@ -45,14 +45,7 @@ def write_fake(root: Path) -> tuple[np.ndarray, list[int], list[int]]:
 
 
 @pytest.fixture
-def analyze_only(monkeypatch):
-    # build_parser imports every command module; these tests are about analyze alone and
-    # must not fail because another command is missing or broken.
-    monkeypatch.setattr(cli, "COMMANDS", {"analyze": cli.COMMANDS["analyze"]})
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch, analyze_only):
+def fake(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_BATCH_SIZE", N)
     root = tmp_path / "data"
     return root, *write_fake(root)
@@ -110,7 +103,7 @@ def test_analyze_unwritable_out(fake, tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_analyze_without_data_and_no_download(tmp_path, capsys, analyze_only):
+def test_analyze_without_data_and_no_download(tmp_path, capsys):
     empty = tmp_path / "empty"
     assert cli.main(["analyze", "--data-dir", str(empty), "--out", str(tmp_path / "o"), "--no-download"]) == 2
     err = capsys.readouterr().err
@@ -119,7 +112,7 @@ def test_analyze_without_data_and_no_download(tmp_path, capsys, analyze_only):
 
 
 @pytest.mark.skipif(not REAL, reason="TINYCIFAR_DATA not set: real CIFAR-10 not available")
-def test_analyze_real_dataset(tmp_path, capsys, analyze_only):
+def test_analyze_real_dataset(tmp_path, capsys):
     out = tmp_path / "analysis"
     assert cli.main(["analyze", "--data-dir", REAL, "--out", str(out), "--no-download"]) == 0
     stdout = capsys.readouterr().out

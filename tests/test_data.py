@@ -3,25 +3,35 @@
 Fake datasets use the official layout and pickle format with tiny batches: the loader's
 ``_BATCH_SIZE`` is monkeypatched to ``N`` so every path runs in milliseconds. The download
 tests talk only to a loopback HTTP server; the real data (read-only) is used only when
-``TINYCIFAR_DATA`` is set.
+``TINYCIFAR_DATA`` is set. The builders and the ``tiny``, ``fake_root`` and ``server``
+fixtures live in conftest.py, shared with test_bad_input.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import pickle
-import shlex
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    ALL_FILES,
+    N,
+    TRAIN_FILES,
+    Evil,
+    add_file,
+    add_symlink,
+    fake_archive_bytes,
+    fake_batch,
+    md5,
+    set_batch_key,
+    tar_bytes,
+    write_batches,
+)
 
 from tinycifar import data
 from tinycifar.errors import TinyCifarError
@@ -34,66 +44,11 @@ from tinycifar.data import (
     resolve_data_dir,
 )
 
-N = 20  # images per fake batch: two of each class
-TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-ALL_FILES = [*TRAIN_FILES, "test_batch"]
 REAL = os.environ.get("TINYCIFAR_DATA")
 needs_real = pytest.mark.skipif(not REAL, reason="TINYCIFAR_DATA not set: real CIFAR-10 not available")
 
 
-# --- fake dataset helpers -------------------------------------------------------------
-
-
-def fake_batch(n: int, seed: int) -> dict:
-    labels = [(i + seed) % 10 for i in range(n)]
-    img = np.empty((n, 3, 1024), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        img[i, 0] = 20 * label + 5
-        img[i, 1] = np.arange(1024) % 251
-        img[i, 2] = (37 * i + 11 * seed) % 256
-    return {
-        b"batch_label": f"fake batch {seed}".encode(),
-        b"labels": labels,
-        b"data": img.reshape(n, 3072),
-        b"filenames": [f"{i}_{CLASSES[label]}.png".encode() for i, label in enumerate(labels)],
-    }
-
-
-def write_batches(folder: Path, n: int = N, protocol: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(ALL_FILES):
-        (folder / name).write_bytes(pickle.dumps(fake_batch(n, seed), protocol=protocol))
-    meta = {b"num_cases_per_batch": n, b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
-
-
-def tar_bytes(add_members) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        add_members(tar)
-    return buf.getvalue()
-
-
-def add_file(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(payload)
-    tar.addfile(info, io.BytesIO(payload))
-
-
-def fake_archive_bytes(tmp_path: Path, extra=None) -> bytes:
-    src = write_batches(tmp_path / "archive-src" / BATCHES_DIR)
-
-    def add(tar):
-        tar.add(src, arcname=BATCHES_DIR)
-        if extra:
-            extra(tar)
-
-    return tar_bytes(add)
-
-
-def md5(payload: bytes) -> str:
-    return hashlib.md5(payload).hexdigest()
+# --- helpers (the fake-dataset builders and the fixtures tiny, fake_root and server are in conftest.py)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int] | None]:
@@ -107,18 +62,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int] | None]:
 
 def leftovers(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name.startswith((".download-", ".extract-")))
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(data, "_BATCH_SIZE", N)
-
-
-@pytest.fixture
-def fake_root(tmp_path, tiny) -> Path:
-    root = tmp_path / "data"
-    write_batches(root / BATCHES_DIR)
-    return root
 
 
 # --- constants and data dir resolution ----------------------------------------------------
@@ -199,15 +142,6 @@ def test_unknown_split(fake_root):
         load_cifar10("valid", fake_root, download=False)
 
 
-def _set(key, value):
-    def mutate(path: Path):
-        batch = pickle.loads(path.read_bytes(), encoding="bytes")
-        batch[key] = value(batch[key]) if callable(value) else value
-        path.write_bytes(pickle.dumps(batch, protocol=2))
-
-    return mutate
-
-
 CORRUPTIONS = {
     "missing": (lambda p: p.unlink(), "missing file"),
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "truncated or corrupt"),
@@ -215,14 +149,14 @@ CORRUPTIONS = {
     "empty": (lambda p: p.write_bytes(b""), "truncated or corrupt"),
     "not a dict": (lambda p: p.write_bytes(pickle.dumps([1, 2, 3])), "expected a dict"),
     "no labels": (lambda p: p.write_bytes(pickle.dumps({b"data": np.zeros((N, 3072), np.uint8)})), "b'labels'"),
-    "data is a list": (_set(b"data", lambda d: d.tolist()), "expected a numpy array"),
-    "wrong dtype": (_set(b"data", lambda d: d.astype(np.float32)), "dtype float32, expected uint8"),
-    "wrong width": (_set(b"data", lambda d: d[:, :3071]), "shape (20, 3071), expected (20, 3072)"),
-    "too few rows": (_set(b"data", lambda d: d[:-1]), "shape (19, 3072)"),
-    "label 10": (_set(b"labels", lambda lab: [*lab[:-1], 10]), "labels out of range"),
-    "label -1": (_set(b"labels", lambda lab: [-1, *lab[1:]]), "labels out of range"),
-    "label count": (_set(b"labels", lambda lab: lab[:-1]), "19 labels for 20 images"),
-    "label strings": (_set(b"labels", lambda lab: [str(v) for v in lab]), "not a flat list of integers"),
+    "data is a list": (set_batch_key(b"data", lambda d: d.tolist()), "expected a numpy array"),
+    "wrong dtype": (set_batch_key(b"data", lambda d: d.astype(np.float32)), "dtype float32, expected uint8"),
+    "wrong width": (set_batch_key(b"data", lambda d: d[:, :3071]), "shape (20, 3071), expected (20, 3072)"),
+    "too few rows": (set_batch_key(b"data", lambda d: d[:-1]), "shape (19, 3072)"),
+    "label 10": (set_batch_key(b"labels", lambda lab: [*lab[:-1], 10]), "labels out of range"),
+    "label -1": (set_batch_key(b"labels", lambda lab: [-1, *lab[1:]]), "labels out of range"),
+    "label count": (set_batch_key(b"labels", lambda lab: lab[:-1]), "19 labels for 20 images"),
+    "label strings": (set_batch_key(b"labels", lambda lab: [str(v) for v in lab]), "not a flat list of integers"),
 }
 
 
@@ -237,18 +171,6 @@ def test_corrupt_batch_is_a_clear_error(fake_root, case):
     assert expected in msg
     # The test split does not read that file, so it still loads.
     assert len(load_cifar10("test", fake_root, download=False)[1]) == N
-
-
-class Evil:
-    """Unpickling this runs a command or creates a file: what a poisoned batch would do."""
-
-    def __init__(self, marker: Path, how: str):
-        self.marker, self.how = marker, how
-
-    def __reduce__(self):
-        if self.how == "system":
-            return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-        return (open, (str(self.marker), "w"))
 
 
 @pytest.mark.parametrize("how", ["system", "open"])
@@ -275,52 +197,6 @@ def test_data_dir_that_is_a_file(tmp_path):
 
 
 # --- downloading ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server():
-    state = SimpleNamespace(mode="ok", body=b"", requests=0)
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            state.requests += 1
-            body = state.body
-            if state.mode == "404":
-                self.send_error(404)
-                return
-            if state.mode == "drop":  # close without any answer
-                self.close_connection = True
-                return
-            if state.mode == "hang":  # accept, then never answer
-                release.wait(10)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if state.mode == "truncate":  # promise the whole file, send half, close
-                self.wfile.write(body[: len(body) // 2])
-                self.close_connection = True
-            elif state.mode == "stall":  # send half, then go silent
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                release.wait(10)
-            else:
-                self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{srv.server_address[1]}/{ARCHIVE_NAME}"
-    yield state
-    release.set()
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_download_verify_extract(tmp_path, tiny, server):
@@ -423,13 +299,6 @@ def test_read_only_data_dir(tmp_path, server):
 # --- unpacking safely -------------------------------------------------------------------
 
 
-def _symlink(tar, name="cifar-10-batches-py/data_batch_1", target="/etc/passwd"):
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.SYMTYPE
-    info.linkname = target
-    tar.addfile(info)
-
-
 def _hardlink(tar):
     info = tarfile.TarInfo("cifar-10-batches-py/passwd")
     info.type = tarfile.LNKTYPE
@@ -448,8 +317,8 @@ EVIL_MEMBERS = {
     "dotdot": (lambda tar, out: add_file(tar, "../evil", b"x"), "outside"),
     "nested dotdot": (lambda tar, out: add_file(tar, f"{BATCHES_DIR}/../../evil", b"x"), "outside"),
     "absolute": (lambda tar, out: add_file(tar, str(out / "abs-evil"), b"x"), "absolute"),
-    "symlink": (lambda tar, out: _symlink(tar), "link"),
-    "symlink dir": (lambda tar, out: _symlink(tar, "escape", str(out)), "link"),
+    "symlink": (lambda tar, out: add_symlink(tar), "link"),
+    "symlink dir": (lambda tar, out: add_symlink(tar, "escape", str(out)), "link"),
     "hardlink": (lambda tar, out: _hardlink(tar), "link"),
     "device": (lambda tar, out: _device(tar), "special file"),
 }

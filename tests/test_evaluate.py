@@ -213,7 +213,6 @@ def fake_test_set(monkeypatch, data):
         return data
 
     monkeypatch.setattr(ev, "load_cifar10", fake_load)
-    monkeypatch.setattr(cli, "COMMANDS", {"evaluate": cli.COMMANDS["evaluate"]})
     return calls
 
 

@@ -165,12 +165,6 @@ def test_unknown_model_names_the_choices():
 # ---------------------------------------------------------------- tinycifar models
 
 
-@pytest.fixture
-def only_models_command(monkeypatch):
-    # cli.build_parser imports every command module; keep this about `models` alone.
-    monkeypatch.setattr(cli, "COMMANDS", {"models": cli.COMMANDS["models"]})
-
-
 def _rows(out: str) -> dict[str, list[str]]:
     rows = {}
     for line in out.splitlines():
@@ -180,7 +174,7 @@ def _rows(out: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_cli_models_table(capsys, only_models_command, summaries):
+def test_cli_models_table(capsys, summaries):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
@@ -199,7 +193,7 @@ def test_cli_models_table(capsys, only_models_command, summaries):
     assert rows["resnet8"][1] == f"{RESNET8_PARAMS:,}"
 
 
-def test_cli_models_budget(capsys, only_models_command):
+def test_cli_models_budget(capsys):
     assert cli.main(["models", "--budget", "90,000"]) == 0
     out = capsys.readouterr().out
     rows = _rows(out)
@@ -207,7 +201,7 @@ def test_cli_models_budget(capsys, only_models_command):
     assert "budget: 90,000 parameters" in out
 
 
-def test_cli_models_bad_budget(capsys, only_models_command):
+def test_cli_models_bad_budget(capsys):
     with pytest.raises(SystemExit):
         cli.main(["models", "--budget", "lots"])
     assert "not a whole number" in capsys.readouterr().err

@@ -465,11 +465,6 @@ def test_predict_top_k_bounds(weights):
 # ---------------------------------------------------------------- the command
 
 
-@pytest.fixture
-def predict_only(monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", {"predict": cli.COMMANDS["predict"]})
-
-
 LINE = re.compile(r"^(?P<name>.+): (?P<rest>\w+ [01]\.\d\d(?:, \w+ [01]\.\d\d)*)$")
 
 
@@ -482,7 +477,7 @@ def _parse(out: str) -> dict[str, list[tuple[str, float]]]:
     return result
 
 
-def test_cli_predict_good_files(tmp_path, capsys, weights, predict_only):
+def test_cli_predict_good_files(tmp_path, capsys, weights):
     paths = [str(_save(_array(mode, 50 + 10 * i, 40, np.random.default_rng(i)), tmp_path, f"img{i}", fmt))
              for i, (mode, fmt) in enumerate([("RGB", "PNG"), ("RGBA", "PNG"), ("L", "JPEG"), ("CMYK", "TIFF")])]
     rc = cli.main(["predict", *paths, "--weights", str(weights), "--device", "cpu"])
@@ -500,7 +495,7 @@ def test_cli_predict_good_files(tmp_path, capsys, weights, predict_only):
         assert [q for _, q in row] == pytest.approx(p.sort(descending=True).values[:3].tolist(), abs=0.005)
 
 
-def test_cli_predict_bad_files_do_not_stop_the_others(tmp_path, capsys, weights, predict_only, huge_png):
+def test_cli_predict_bad_files_do_not_stop_the_others(tmp_path, capsys, weights, huge_png):
     bad = _bad_files(tmp_path)
     bad["huge"] = (huge_png, "too large")
     good = [str(tmp_path / "good.png"), str(tmp_path / "goodj.jpg")]
@@ -518,7 +513,7 @@ def test_cli_predict_bad_files_do_not_stop_the_others(tmp_path, capsys, weights,
         assert words in line, (kind, line)
 
 
-def test_cli_predict_all_bad_exits_1(tmp_path, capsys, weights, predict_only):
+def test_cli_predict_all_bad_exits_1(tmp_path, capsys, weights):
     (tmp_path / "empty.png").write_bytes(b"")
     rc = cli.main(["predict", str(tmp_path / "empty.png"), "--weights", str(weights), "--device", "cpu"])
     captured = capsys.readouterr()
@@ -527,7 +522,7 @@ def test_cli_predict_all_bad_exits_1(tmp_path, capsys, weights, predict_only):
     assert "empty.png: empty file" in captured.err
 
 
-def test_cli_predict_wrong_architecture_exits_2(tmp_path, capsys, predict_only):
+def test_cli_predict_wrong_architecture_exits_2(tmp_path, capsys):
     path = tmp_path / "seed.safetensors"
     save_weights(create_model("seed"), path, {})
     img = _uniform(tmp_path, "red", "RGB", RED)
@@ -539,7 +534,7 @@ def test_cli_predict_wrong_architecture_exits_2(tmp_path, capsys, predict_only):
 
 
 @pytest.mark.parametrize("k", ["0", "11", "x"])
-def test_cli_predict_rejects_bad_top_k(tmp_path, weights, predict_only, k):
+def test_cli_predict_rejects_bad_top_k(tmp_path, weights, k):
     with pytest.raises(SystemExit) as e:
         cli.main(["predict", "x.png", "--weights", str(weights), "--top-k", k])
     assert e.value.code == 2

@@ -322,33 +322,27 @@ def test_every_registered_model_summarizes(name):
 # ---------------------------------------------------------------- CLI
 
 
-@pytest.fixture
-def only_summary_command(monkeypatch):
-    # cli.build_parser imports every command module; keep this test about `summary` alone.
-    monkeypatch.setattr(cli, "COMMANDS", {"summary": cli.COMMANDS["summary"]})
-
-
-def test_cli_summary_seed(capsys, only_summary_command):
+def test_cli_summary_seed(capsys):
     assert cli.main(["summary", "--model", "seed"]) == 0
     out = capsys.readouterr().out
     assert "Total params: 112,966" in out
     assert "OVER the 100,000-parameter budget" in out
 
 
-def test_cli_budget_flag(capsys, only_summary_command):
+def test_cli_budget_flag(capsys):
     assert cli.main(["summary", "--model", "seed", "--budget", "200000"]) == 0
     out = capsys.readouterr().out
     assert "OVER" not in out
     assert "within the 200,000-parameter budget" in out
 
 
-def test_cli_input_size(capsys, only_summary_command):
+def test_cli_input_size(capsys):
     assert cli.main(["summary", "--model", "seed", "--input-size", "3", "64", "64"]) == 0
     out = capsys.readouterr().out
     assert "[-1, 10, 64, 64]" in out
 
 
-def test_cli_unknown_model_is_a_clean_error(capsys, only_summary_command):
+def test_cli_unknown_model_is_a_clean_error(capsys):
     assert cli.main(["summary", "--model", "no-such-net"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'no-such-net'" in err

@@ -54,12 +54,30 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path) -> None:
     os.replace(staged, last)
 
 
+def _candidates(run_dir: Path) -> list[Path]:
+    return [run_dir / LAST, run_dir / (LAST + ".new"), run_dir / PREVIOUS]
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Fail now, before any data is loaded, if a run folder holds no checkpoint file at all.
+
+    Whether a file there is readable is only found out by :func:`load_checkpoint`.
+    """
+    run_dir = Path(run_dir)
+    if not any(c.exists() for c in _candidates(run_dir)):
+        raise _nothing_to_resume(run_dir)
+
+
+def _nothing_to_resume(run_dir: Path) -> TinyCifarError:
+    return TinyCifarError(f"nothing to resume: no checkpoint ({LAST}) in {run_dir}; "
+                          "start the run without --resume")
+
+
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The newest readable checkpoint of a run; falls back to the previous one with a warning."""
     run_dir = Path(run_dir)
-    candidates = [run_dir / LAST, run_dir / (LAST + ".new"), run_dir / PREVIOUS]
     errors = []
-    for i, path in enumerate(c for c in candidates if c.exists()):
+    for path in (c for c in _candidates(run_dir) if c.exists()):
         try:
             state = _safe_torch_load(path)
         except TinyCifarError as e:
@@ -70,8 +88,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         return state
     if errors:
         raise TinyCifarError("no usable checkpoint in " + str(run_dir) + ": " + "; ".join(errors))
-    raise TinyCifarError(f"nothing to resume: no checkpoint ({LAST}) in {run_dir}; "
-                         "start the run without --resume")
+    raise _nothing_to_resume(run_dir)
 
 
 def _safe_torch_load(path: Path) -> dict[str, Any]:
@@ -79,15 +96,28 @@ def _safe_torch_load(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses any global outside tensors and plain containers: this is
-        # the path a malicious pickle takes, and nothing of it has run.
-        raise TinyCifarError(f"{path} is not a safe tinycifar checkpoint (refused to unpickle: "
-                             f"{str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        # the path a malicious pickle takes, and nothing of it has run. Garbage bytes that
+        # happen to look like a pickle end here too, with an unknown opcode instead.
+        why = _why_refused(e)
+        what = "not a safe tinycifar checkpoint" if "GLOBAL" in why else "corrupt or not a tinycifar checkpoint"
+        raise TinyCifarError(f"{path} is {what} (refused to unpickle: {why}); nothing in it was run. "
+                             "Resume only runs written by `tinycifar train`") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways (even IndexError); all alike
         raise TinyCifarError(f"{path} is corrupt or truncated ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise TinyCifarError(f"{path} is not a tinycifar checkpoint (no model state)")
     return state
+
+
+def _why_refused(e: pickle.UnpicklingError) -> str:
+    # torch's first line only advises re-running with weights_only=False, which is exactly
+    # what must not be done with a stranger's file: quote the line that names the problem.
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or line.startswith("Unsupported"):
+            return line
+    return lines[0] if lines and "weights_only" not in lines[0] else "not a plain tensor checkpoint"
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
@@ -111,9 +141,37 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
     try:
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        arch = metadata.get("model", "unknown")
-        raise TinyCifarError(f"{path} holds weights for model {arch!r} that do not fit this "
-                             f"architecture; pass the matching --model ("
-                             f"{str(e).splitlines()[0]})") from None
+    except RuntimeError:
+        arch = metadata.get("model")
+        saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
+        fits = _models_that_fit(tensors)
+        fix = f"pass --model {' or '.join(fits)}" if fits else "pass the --model they were trained with"
+        raise TinyCifarError(f"{path} holds weights {saved} that do not fit this architecture "
+                             f"({_mismatch(model.state_dict(), tensors)}): {fix}") from None
     return metadata
+
+
+def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """What differs between two state dicts, in a few words with one example of each."""
+    parts = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [k for k in expected if k in found and expected[k].shape != found[k].shape]
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {tuple(found[k].shape)} "
+                     f"instead of {tuple(expected[k].shape)}")
+    return "; ".join(parts) or "tensor types differ"
+
+
+def _models_that_fit(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Registered models whose state dict has exactly these names and shapes."""
+    from tinycifar.models import create_model, list_models
+
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    return [name for name in list_models()
+            if {k: tuple(v.shape) for k, v in create_model(name).state_dict().items()} == shapes]

@@ -41,6 +41,7 @@ CLASSES: tuple[str, ...] = (
 )
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+DOWNLOAD_TIMEOUT = 30.0  # seconds without an answer before a download gives up
 
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 BATCHES_DIR = "cifar-10-batches-py"
@@ -78,16 +79,22 @@ def load_cifar10(
     split: str = "train",
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
-    url: str = CIFAR10_URL,
-    md5: str = CIFAR10_MD5,
-    timeout: float = 30.0,
+    url: str | None = None,
+    md5: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a CIFAR-10 split as ``(uint8 images (N, 3, 32, 32), int64 labels (N,))``.
 
     If ``<data_dir>/cifar-10-batches-py`` is missing, an archive already at
     ``<data_dir>/cifar-10-python.tar.gz`` is verified and unpacked; failing that, and if
-    ``download`` is true, the archive is fetched from ``url`` first.
+    ``download`` is true, the archive is fetched from ``url`` first. ``url``, ``md5`` and
+    ``timeout`` default to :data:`CIFAR10_URL`, :data:`CIFAR10_MD5` and
+    :data:`DOWNLOAD_TIMEOUT`, read at call time (so the commands, which pass none of
+    them, can be pointed elsewhere by setting the module constants).
     """
+    url = CIFAR10_URL if url is None else url
+    md5 = CIFAR10_MD5 if md5 is None else md5
+    timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
     if split not in SPLIT_FILES:
         raise TinyCifarError(f"unknown split {split!r}: use 'train' or 'test'")
     root = resolve_data_dir(data_dir)
@@ -157,6 +164,10 @@ def _ensure_batches(root: Path, *, download: bool, url: str, md5: str, timeout: 
                 f"delete it and run again. {_by_hand_hint(root, url)}"
             )
     elif not download:
+        nested = next(root.glob(f"*/{BATCHES_DIR}"), None) if root.is_dir() else None
+        if nested is not None and nested.is_dir():
+            raise TinyCifarError(f"CIFAR-10 not found in {root}, but one folder further down there is {nested}: "
+                                 "point --data-dir / TINYCIFAR_DATA at it.")
         raise TinyCifarError(f"CIFAR-10 not found in {root} and downloading is off. {_by_hand_hint(root, url)}")
     _make_writable_dir(root)
     if not have_archive:
@@ -332,6 +343,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         f = open(path, "rb")
     except FileNotFoundError:
+        nested = path.parent / BATCHES_DIR
+        if (nested / path.name).is_file():  # the archive was extracted inside the folder again
+            raise TinyCifarError(
+                f"missing file {path}: the batch files are one folder further down, in {nested}. "
+                "Point --data-dir / TINYCIFAR_DATA there, or move them up one folder."
+            ) from None
         raise TinyCifarError(
             f"missing file {path}: the CIFAR-10 folder {path.parent} is incomplete. Delete it to download a "
             "fresh copy, or point --data-dir / TINYCIFAR_DATA at a complete one."

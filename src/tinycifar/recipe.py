@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
@@ -19,20 +20,28 @@ from tinycifar.errors import TinyCifarError
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int = 20
-    batch_size: int = 512
-    lr: float = 0.4  # peak learning rate of the schedule
-    momentum: float = 0.9  # SGD with Nesterov momentum
-    weight_decay: float = 5e-4  # on conv/linear weights only, never on BatchNorm or biases
-    warmup_epochs: float = 2.0  # linear warm-up, then linear decay to zero
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.0  # per-step EMA of the weights; 0 turns it off
-    flip: bool = True
-    translate: int = 2  # pixels of random shift (reflect padding)
-    ssr: bool = False  # shift-scale-rotate
-    cutout: int = 0  # side of the erased square; 0 turns it off
+    epochs: int = field(default=20, metadata={"help": "passes over the training set"})
+    batch_size: int = field(default=512, metadata={"help": "images per SGD step"})
+    lr: float = field(default=0.4, metadata={"help": "peak learning rate of the schedule"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD Nesterov momentum"})
+    weight_decay: float = field(default=5e-4, metadata={
+        "help": "L2 on conv/linear weights only, never on BatchNorm or biases"})
+    warmup_epochs: float = field(default=2.0, metadata={
+        "help": "linear warm-up length; then linear decay to zero"})
+    label_smoothing: float = field(default=0.1, metadata={"help": "cross-entropy label smoothing"})
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "per-step EMA of the weights, evaluated and saved instead; 0 = off"})
+    flip: bool = field(default=True, metadata={"help": "random horizontal flip"})
+    translate: int = field(default=2, metadata={"help": "random shift in pixels (reflect padding); 0 = off"})
+    ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
+    cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
 
     def validate(self) -> "Recipe":
+        # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.
+        nonfinite = [f"{f.name} must be a finite number (got {getattr(self, f.name)})"
+                     for f in fields(self) if f.type == "float" and not math.isfinite(getattr(self, f.name))]
+        if nonfinite:
+            raise TinyCifarError("bad recipe: " + "; ".join(nonfinite))
         problems = []
         if self.epochs < 1:
             problems.append(f"epochs must be at least 1 (got {self.epochs})")
@@ -69,13 +78,18 @@ def load_recipe(name_or_path: str | Path = "default") -> Recipe:
         text = resources.files("tinycifar.recipes").joinpath(f"{name_or_path}.toml").read_text()
         source = f"packaged recipe {name_or_path!r}"
     elif path.is_file():
-        text, source = path.read_text(), str(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise TinyCifarError(f"cannot read recipe {source}: "
+                                 f"{getattr(e, 'strerror', None) or e}; a recipe is a UTF-8 TOML text file") from None
     else:
         raise TinyCifarError(f"recipe {str(name_or_path)!r} is neither a packaged recipe "
                              f"({', '.join(RECIPE_NAMES)}) nor an existing TOML file")
     try:
         values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, or an integer of over 4300 digits
         raise TinyCifarError(f"{source} is not valid TOML: {e}") from None
     return recipe_from_dict(values, source)
 
@@ -94,7 +108,10 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
               "bool": isinstance(value, bool)}[want]
         if not ok:
             raise TinyCifarError(f"{source}: {key} must be {want}, got {value!r}")
-        typed[key] = float(value) if want == "float" else value
+        try:
+            typed[key] = float(value) if want == "float" else value
+        except OverflowError:  # an int beyond float range (TOML allows any size)
+            raise TinyCifarError(f"{source}: {key} is too large to be a number") from None
     return Recipe(**typed).validate()
 
 
@@ -104,10 +121,11 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(Recipe):
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f.metadata["help"])
         else:
             group.add_argument(flag, dest=f.name, type={"int": int, "float": float}[f.type],
-                               default=None, metavar=f.name.upper())
+                               default=None, metavar=f.name.upper(), help=f.metadata["help"])
 
 
 def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:

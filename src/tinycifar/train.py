@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from tinycifar import augment
-from tinycifar.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from tinycifar.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_weights
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.models import DEFAULT_MODEL, create_model
@@ -261,16 +261,21 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinycifar.data import load_cifar10
+    from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
     from tinycifar.models import create_model as _create
     from tinycifar.summary import format_summary, summarize
 
     recipe = apply_overrides(load_recipe(args.recipe), args)
-    if args.val_split < 0:
-        raise TinyCifarError(f"--val-split must be >= 0 (got {args.val_split})")
+    # Every option is checked before the data is loaded (or downloaded): fail fast.
+    n_train = len(SPLIT_FILES["train"]) * _BATCH_SIZE
+    if not 0 <= args.val_split < n_train:
+        raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
+    resolve_device(args.device)  # --device cuda without a GPU
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     print(format_summary(summarize(_create(args.model))))
-    check_writable(out)  # before loading data: fail fast
+    if args.resume:
+        check_resumable(out)
+    check_writable(out)
     train = load_cifar10("train", args.data_dir)
     train, val = split_validation(train, args.val_split)
     eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")

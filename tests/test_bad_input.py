@@ -1,0 +1,505 @@
+"""The bad-input catalogue: every way a user can feed tinycifar something wrong.
+
+Each :class:`Case` runs the real command line in-process (``tinycifar.cli.main``) and must
+end with (1) the expected non-zero exit code, (2) a specific message on stderr that says
+what is wrong and how to fix it, and (3) no traceback. One table, one parametrized test:
+``pytest --collect-only -q tests/test_bad_input.py`` counts the catalogue.
+
+No case touches the real network: ``tinycifar.data.CIFAR10_URL`` (read at call time by
+``load_cifar10``) points at a loopback server that answers 404 unless a case says
+otherwise. Cases marked ``before_data`` must be refused before the data is loaded or
+downloaded: their ``--data-dir`` does not exist and must still not exist afterwards, and
+the server must have seen no request.
+
+Bad image files for ``predict`` (non-image, empty, truncated, 20000×20000) are already
+asserted at command level in test_predict.py and are not repeated here.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import socket
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import pytest
+import torch
+from conftest import (
+    N,
+    Evil,
+    add_file,
+    add_symlink,
+    fake_archive_bytes,
+    md5,
+    set_batch_key,
+    tar_bytes,
+    write_batches,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinycifar import cli, data
+from tinycifar.checkpoint import LAST, PREVIOUS, load_checkpoint, save_checkpoint, save_weights
+from tinycifar.data import ARCHIVE_NAME, BATCHES_DIR
+from tinycifar.errors import TinyCifarError
+from tinycifar.models import create_model
+from tinycifar.recipe import Recipe, recipe_from_dict
+
+TINYCIFAR_MD5 = data.CIFAR10_MD5
+BY_HAND = r"Download the archive by hand from \S+ and save it as \S+cifar-10-python\.tar\.gz"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[SimpleNamespace], list[str]]  # sets up files under env.tmp, returns the argv
+    exit: int
+    message: str  # regex, searched in stderr
+    before_data: bool = False  # refused before loading (or downloading) CIFAR-10
+    malicious: bool = False  # env.payload holds a live pickle payload: prove it did not run
+    check: Callable[[SimpleNamespace], None] | None = None  # extra assertions afterwards
+    marks: tuple = ()
+
+
+# ---------------------------------------------------------------- argv builders
+
+
+def analyze(env, data_dir: Path) -> list[str]:
+    return ["analyze", "--data-dir", str(data_dir), "--out", str(env.tmp / "analysis"), "--no-download"]
+
+
+def train(env, *extra: str, data_dir: Path | None = None, out: Path | None = None) -> list[str]:
+    return ["train", "--data-dir", str(data_dir or env.no_data), "--out", str(out or env.tmp / "run"),
+            "--device", "cpu", "--no-progress", *extra]
+
+
+def evaluate(env, *extra: str, data_dir: Path | None = None, weights: Path | None = None) -> list[str]:
+    return ["evaluate", "--data-dir", str(data_dir or env.no_data), "--out", str(env.tmp / "eval"),
+            "--device", "cpu", "--weights", str(weights or tinynet_weights(env)), *extra]
+
+
+# ---------------------------------------------------------------- file builders
+
+
+def fake_data(env, mutate=None, name: str = "data_batch_1") -> Path:
+    """A good tiny CIFAR-10 folder; ``mutate(path)`` then spoils batch file ``name``."""
+    root = env.tmp / "data"
+    write_batches(root / BATCHES_DIR)
+    if mutate:
+        mutate(root / BATCHES_DIR / name)
+    return root
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def truncated_copy(path: Path) -> Path:
+    copy = path.with_name(path.stem + "-truncated" + path.suffix)
+    copy.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return copy
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"\x80\x02 this is not a pickle of anything")
+
+
+def evil_batch(env):
+    def mutate(path: Path):
+        path.write_bytes(pickle.dumps({b"data": Evil(env.marker, "system"), b"labels": [0] * N}, protocol=2))
+        env.payload = path
+
+    return mutate
+
+
+def with_archive(env, payload: bytes, trust_md5: bool = True) -> Path:
+    """A data dir holding only ``cifar-10-python.tar.gz``; with ``trust_md5`` its MD5 is
+    made the expected one, so the checks after the checksum are reached."""
+    root = env.tmp / "data"
+    root.mkdir()
+    (root / ARCHIVE_NAME).write_bytes(payload)
+    if trust_md5:
+        env.monkeypatch.setattr(data, "CIFAR10_MD5", md5(payload))
+    return root
+
+
+def archive_with(env, extra) -> Path:
+    return with_archive(env, fake_archive_bytes(env.tmp, extra=extra))
+
+
+def serve(env, mode: str, body: bytes = b"") -> Path:
+    env.server.mode, env.server.body = mode, body
+    return env.no_data
+
+
+def refused_port(env) -> Path:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        env.monkeypatch.setattr(data, "CIFAR10_URL", f"http://127.0.0.1:{s.getsockname()[1]}/{ARCHIVE_NAME}")
+    return env.no_data
+
+
+def tinynet_weights(env) -> Path:
+    path = env.tmp / "tinynet.safetensors"
+    if not path.exists():
+        save_weights(create_model("tinynet"), path, {"model": "tinynet"})
+    return path
+
+
+def seed_weights(env, metadata: dict[str, str]) -> Path:
+    path = env.tmp / "seed.safetensors"
+    save_weights(create_model("seed"), path, metadata)
+    return path
+
+
+def evil_file(env, name: str, torch_format: bool) -> Path:
+    """A pickle whose loading runs ``touch env.marker``: as ``torch.save`` writes it (zip)
+    or as a bare pickle."""
+    path = env.tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": Evil(env.marker, "system"), "epoch": 0}
+    if torch_format:
+        torch.save(state, path)
+    else:
+        path.write_bytes(pickle.dumps(state, protocol=2))
+    env.payload = path
+    return path
+
+
+def run_dir(env, last: Callable[[Path], None] | None = None,
+            previous: Callable[[Path], None] | None = None) -> Path:
+    """A run folder with real checkpoints in last.pt / previous.pt, then spoiled."""
+    out = env.tmp / "run"
+    out.mkdir()
+    for epoch in range(2):
+        save_checkpoint({"model": {"w": torch.full((3,), float(epoch))}, "epoch": epoch}, out)
+    for name, spoil in ((LAST, last), (PREVIOUS, previous)):
+        if spoil:
+            spoil(out / name)
+    return out
+
+
+def recipe_file(env, text: str | bytes) -> str:
+    path = env.tmp / "recipe.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+def file_in_the_way(env) -> Path:
+    blocker = env.tmp / "a-file"
+    blocker.write_text("a file where a folder should be")
+    return blocker / "run"
+
+
+# ---------------------------------------------------------------- extra checks
+
+
+def nothing_named_evil(env) -> None:
+    assert not list(env.tmp.rglob("*evil*")), "an archive member escaped"
+
+
+def no_partial_download(env) -> None:
+    assert not env.no_data.exists() or not any(env.no_data.iterdir()), list(env.no_data.iterdir())
+
+
+def no_cuda_mark():
+    return (pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present"),)
+
+
+# ---------------------------------------------------------------- the catalogue
+
+CASES = [
+    # --- CIFAR-10 folder: missing, empty, wrong layout ---
+    Case("data-dir-missing-no-download", lambda e: analyze(e, e.no_data), 2,
+         rf"CIFAR-10 not found in \S+no-data and downloading is off\. {BY_HAND}"),
+    Case("data-dir-empty-no-download", lambda e: analyze(e, mkdir(e.tmp / "empty")), 2,
+         rf"CIFAR-10 not found in \S+empty and downloading is off\. {BY_HAND}"),
+    Case("data-dir-missing-download-404", lambda e: train(e), 2,
+         rf"downloading http://127\.0\.0\.1:\d+/\S+ failed: the server answered HTTP 404 .*{BY_HAND}",
+         check=no_partial_download),
+    Case("data-dir-is-a-file", lambda e: train(e, data_dir=file_in_the_way(e).parent), 2,
+         r"data dir \S+a-file is not a folder: pass a folder with --data-dir or TINYCIFAR_DATA"),
+    Case("layout-batches-one-folder-too-deep",
+         lambda e: analyze(e, write_batches(e.tmp / "data" / "extra" / BATCHES_DIR).parent.parent), 2,
+         rf"CIFAR-10 not found in \S+data, but one folder further down there is \S+data/extra/{BATCHES_DIR}: "
+         r"point --data-dir / TINYCIFAR_DATA at it"),
+    Case("layout-extracted-twice",
+         lambda e: analyze(e, write_batches(e.tmp / "data" / BATCHES_DIR / BATCHES_DIR).parent.parent), 2,
+         rf"missing file \S+data/{BATCHES_DIR}/data_batch_1: the batch files are one folder further down, in "
+         rf"\S+/{BATCHES_DIR}/{BATCHES_DIR}\. Point --data-dir / TINYCIFAR_DATA there"),
+    Case("layout-batch-file-missing", lambda e: analyze(e, fake_data(e, Path.unlink, "data_batch_3")), 2,
+         r"missing file \S+data_batch_3: the CIFAR-10 folder \S+ is incomplete"),
+    # --- CIFAR-10 batch files ---
+    Case("batch-truncated", lambda e: train(e, data_dir=fake_data(e, truncate)), 2,
+         r"data_batch_1 is not a valid CIFAR-10 batch: truncated or corrupt pickle .*Delete \S+ to download "
+         r"a fresh copy, or point --data-dir / TINYCIFAR_DATA at a good one"),
+    Case("batch-corrupt", lambda e: analyze(e, fake_data(e, garbage, "data_batch_4")), 2,
+         r"data_batch_4 is not a valid CIFAR-10 batch: truncated or corrupt pickle"),
+    Case("batch-wrong-shape",
+         lambda e: analyze(e, fake_data(e, set_batch_key(b"data", lambda d: d[:, :3071]))), 2,
+         r"data_batch_1 is not a valid CIFAR-10 batch: data has shape \(20, 3071\), expected \(20, 3072\)"),
+    Case("batch-labels-out-of-range",
+         lambda e: analyze(e, fake_data(e, set_batch_key(b"labels", lambda lab: [*lab[:-1], 10]), "data_batch_5")),
+         2, r"data_batch_5 is not a valid CIFAR-10 batch: labels out of range: found 0\.\.10, expected 0\.\.9"),
+    Case("test-batch-corrupt", lambda e: evaluate(e, data_dir=fake_data(e, garbage, "test_batch")), 2,
+         r"test_batch is not a valid CIFAR-10 batch: truncated or corrupt pickle"),
+    Case("batch-malicious-pickle", lambda e: analyze(e, fake_data(e, evil_batch(e))), 2,
+         r"data_batch_1: tinycifar refuses to unpickle posix\.system: a CIFAR-10 batch only holds numpy arrays",
+         malicious=True),
+    # --- the archive ---
+    Case("archive-wrong-checksum",
+         lambda e: analyze(e, with_archive(e, fake_archive_bytes(e.tmp), trust_md5=False)), 2,
+         rf"{ARCHIVE_NAME} is corrupt or not the CIFAR-10 archive \(MD5 [0-9a-f]{{32}}, expected "
+         rf"{TINYCIFAR_MD5}\): delete it and run again\. {BY_HAND}"),
+    Case("archive-truncated", lambda e: analyze(e, with_archive(e, fake_archive_bytes(e.tmp)[:-300])), 2,
+         rf"could not unpack \S+{ARCHIVE_NAME} \(.*\): delete it and run again"),
+    Case("archive-member-dotdot", lambda e: analyze(e, archive_with(e, lambda t: add_file(t, "../evil", b"x"))), 2,
+         r"refusing to extract '\.\./evil': it would land outside", check=nothing_named_evil),
+    Case("archive-member-nested-dotdot",
+         lambda e: analyze(e, archive_with(e, lambda t: add_file(t, f"{BATCHES_DIR}/../../evil", b"x"))), 2,
+         r"refusing to extract '\S+/\.\./\.\./evil': it would land outside", check=nothing_named_evil),
+    Case("archive-member-absolute",
+         lambda e: analyze(e, archive_with(e, lambda t: add_file(t, str(e.tmp / "abs-evil"), b"x"))), 2,
+         r"refusing to extract '/\S+abs-evil': absolute path in the archive", check=nothing_named_evil),
+    Case("archive-member-symlink", lambda e: analyze(e, archive_with(e, add_symlink)), 2,
+         rf"refusing to extract '{BATCHES_DIR}/data_batch_1': the archive contains a link, "
+         r"which CIFAR-10 never does"),
+    Case("archive-without-batches-folder",
+         lambda e: analyze(e, with_archive(e, tar_bytes(lambda t: add_file(t, "readme.txt", b"hi")))), 2,
+         rf"{ARCHIVE_NAME} does not contain a {BATCHES_DIR}/ folder: it is not the CIFAR-10 archive"),
+    # --- downloading (loopback server only) ---
+    Case("download-connection-dropped", lambda e: train(e, data_dir=serve(e, "drop")), 2,
+         rf"downloading \S+ failed: .*{BY_HAND}", check=no_partial_download),
+    Case("download-times-out", lambda e: train(e, data_dir=serve(e, "hang")), 2,
+         rf"downloading \S+ failed: the server did not answer in time\. {BY_HAND}", check=no_partial_download),
+    Case("download-stalls-midway",
+         lambda e: train(e, data_dir=serve(e, "stall", fake_archive_bytes(e.tmp))), 2,
+         rf"downloading \S+ failed: the server did not answer in time\. {BY_HAND}", check=no_partial_download),
+    Case("download-truncated", lambda e: train(e, data_dir=serve(e, "truncate", fake_archive_bytes(e.tmp))), 2,
+         rf"downloading \S+ failed: the connection closed before the whole file arrived\. {BY_HAND}",
+         check=no_partial_download),
+    Case("download-wrong-checksum", lambda e: train(e, data_dir=serve(e, "ok", fake_archive_bytes(e.tmp))), 2,
+         rf"the file downloaded from \S+ is corrupt \(MD5 [0-9a-f]{{32}}, expected {TINYCIFAR_MD5}\)\. {BY_HAND}",
+         check=no_partial_download),
+    Case("download-connection-refused", lambda e: train(e, data_dir=refused_port(e)), 2,
+         rf"downloading \S+ failed: .*refused.*{BY_HAND}", check=no_partial_download),
+    # --- weights (evaluate; checked before the data) ---
+    Case("weights-of-another-model", lambda e: evaluate(e, weights=seed_weights(e, {"model": "seed"})), 2,
+         r"seed\.safetensors holds weights for model 'seed', not 'tinynet': pass --model seed", before_data=True),
+    Case("weights-of-another-model-no-metadata", lambda e: evaluate(e, weights=seed_weights(e, {})), 2,
+         r"seed\.safetensors holds weights \(with no model name in the file\) that do not fit this architecture "
+         r"\(.*tensor.*\): pass --model seed$", before_data=True),
+    Case("weights-malicious-pickle", lambda e: evaluate(e, weights=evil_file(e, "model.safetensors", False)), 2,
+         r"model\.safetensors is not a readable safetensors weights file", before_data=True, malicious=True),
+    Case("weights-malicious-torch-file", lambda e: evaluate(e, weights=evil_file(e, "model.pt", True)), 2,
+         r"model\.pt is not a readable safetensors weights file", before_data=True, malicious=True),
+    Case("weights-truncated", lambda e: evaluate(e, weights=truncated_copy(tinynet_weights(e))), 2,
+         r"tinynet-truncated\.safetensors is not a readable safetensors weights file", before_data=True),
+    Case("weights-missing", lambda e: evaluate(e, weights=e.tmp / "nope.safetensors"), 2,
+         r"weights file \S+nope\.safetensors does not exist", before_data=True),
+    # --- resuming a run ---
+    Case("resume-without-checkpoint", lambda e: train(e, "--resume"), 2,
+         r"nothing to resume: no checkpoint \(last\.pt\) in \S+run; start the run without --resume",
+         before_data=True),
+    Case("resume-malicious-last-pt-torch-format",
+         lambda e: train(e, "--resume", data_dir=fake_data(e), out=evil_file(e, f"run/{LAST}", True).parent), 2,
+         r"no usable checkpoint in \S+run: \S+last\.pt is not a safe tinycifar checkpoint \(refused to unpickle: "
+         r".*GLOBAL posix\.system.*\); nothing in it was run", malicious=True),
+    Case("resume-malicious-last-pt-bare-pickle",
+         lambda e: train(e, "--resume", data_dir=fake_data(e), out=evil_file(e, f"run/{LAST}", False).parent), 2,
+         r"\S+last\.pt is not a safe tinycifar checkpoint \(refused to unpickle: .*\); nothing in it was run",
+         malicious=True),
+    Case("resume-last-and-previous-corrupt",
+         lambda e: train(e, "--resume", data_dir=fake_data(e), out=run_dir(e, last=garbage, previous=truncate)), 2,
+         r"no usable checkpoint in \S+run: \S+last\.pt is corrupt or not a tinycifar checkpoint \(.*; "
+         r"\S+previous\.pt is corrupt or truncated"),
+    # --- nonsense train options: refused before any data is read ---
+    Case("train-epochs-negative", lambda e: train(e, "--epochs", "-1"), 2,
+         r"bad recipe: epochs must be at least 1 \(got -1\)", before_data=True),
+    Case("train-batch-size-zero", lambda e: train(e, "--batch-size", "0"), 2,
+         r"bad recipe: batch_size must be at least 1 \(got 0\)", before_data=True),
+    Case("train-lr-zero", lambda e: train(e, "--lr", "0"), 2,
+         r"bad recipe: lr must be positive \(got 0\.0\)", before_data=True),
+    Case("train-lr-inf", lambda e: train(e, "--lr", "inf"), 2,
+         r"bad recipe: lr must be a finite number \(got inf\)", before_data=True),
+    Case("train-weight-decay-nan", lambda e: train(e, "--weight-decay", "nan"), 2,
+         r"bad recipe: weight_decay must be a finite number \(got nan\)", before_data=True),
+    Case("train-momentum-one", lambda e: train(e, "--momentum", "1"), 2,
+         r"bad recipe: momentum must be in \[0, 1\) \(got 1\.0\)", before_data=True),
+    Case("train-warmup-longer-than-run", lambda e: train(e, "--epochs", "2", "--warmup-epochs", "5"), 2,
+         r"bad recipe: warmup_epochs must be in \[0, epochs\] \(got 5\.0\)", before_data=True),
+    Case("train-model-unknown", lambda e: train(e, "--model", "nope"), 2,
+         r"unknown model 'nope'; choose one of: .*tinynet", before_data=True),
+    Case("train-val-split-negative", lambda e: train(e, "--val-split", "-5"), 2,
+         r"--val-split must be between 0 and \d+ \(got -5\)", before_data=True),
+    Case("train-val-split-too-large", lambda e: train(e, "--val-split", "60000"), 2,
+         r"--val-split must be between 0 and \d+ \(got 60000\)", before_data=True),
+    Case("train-out-under-a-file", lambda e: train(e, out=file_in_the_way(e)), 2,
+         r"cannot write to --out \S+a-file/run: .*; choose a folder you can write to", before_data=True),
+    Case("train-device-cuda-without-gpu", lambda e: train(e, "--device", "cuda"), 2,
+         r"--device cuda asked for, but this torch build sees no CUDA GPU; use --device cpu",
+         before_data=True, marks=no_cuda_mark()),
+    # argparse's own errors: exit 2 and the option named
+    Case("train-epochs-not-a-number", lambda e: train(e, "--epochs", "ten"), 2,
+         r"argument --epochs: invalid int value: 'ten'", before_data=True),
+    Case("train-lr-not-a-number", lambda e: train(e, "--lr", "fast"), 2,
+         r"argument --lr: invalid float value: 'fast'", before_data=True),
+    Case("train-device-unknown", lambda e: train(e, "--device", "tpu"), 2,
+         r"argument --device: invalid choice: 'tpu'", before_data=True),
+    # --- recipes ---
+    Case("recipe-missing", lambda e: train(e, "--recipe", "missing.toml"), 2,
+         r"recipe 'missing\.toml' is neither a packaged recipe \(default\) nor an existing TOML file",
+         before_data=True),
+    Case("recipe-unknown-key", lambda e: train(e, "--recipe", recipe_file(e, "learning_rate = 0.1\n")), 2,
+         r"recipe\.toml: unknown key\(s\) learning_rate; known keys: epochs, batch_size, lr", before_data=True),
+    Case("recipe-wrong-type", lambda e: train(e, "--recipe", recipe_file(e, 'epochs = "ten"\n')), 2,
+         r"recipe\.toml: epochs must be int, got 'ten'", before_data=True),
+    Case("recipe-int-for-bool", lambda e: train(e, "--recipe", recipe_file(e, "flip = 1\n")), 2,
+         r"recipe\.toml: flip must be bool, got 1", before_data=True),
+    Case("recipe-not-toml", lambda e: train(e, "--recipe", recipe_file(e, "epochs = = 3\n")), 2,
+         r"recipe\.toml is not valid TOML: ", before_data=True),
+    Case("recipe-nan", lambda e: train(e, "--recipe", recipe_file(e, "weight_decay = nan\n")), 2,
+         r"bad recipe: weight_decay must be a finite number \(got nan\)", before_data=True),
+    Case("recipe-inf", lambda e: train(e, "--recipe", recipe_file(e, "lr = inf\n")), 2,
+         r"bad recipe: lr must be a finite number \(got inf\)", before_data=True),
+    Case("recipe-int-beyond-float", lambda e: train(e, "--recipe", recipe_file(e, f"lr = 1{'0' * 400}\n")), 2,
+         r"recipe\.toml: lr is too large to be a number", before_data=True),
+    Case("recipe-int-of-5000-digits", lambda e: train(e, "--recipe", recipe_file(e, f"epochs = {'9' * 5000}\n")),
+         2, r"recipe\.toml is not valid TOML: Exceeds the limit", before_data=True),
+    Case("recipe-binary-file", lambda e: train(e, "--recipe", recipe_file(e, b"\x89PNG\r\n\x1a\n\xff\xfe")), 2,
+         r"cannot read recipe \S+recipe\.toml: .*; a recipe is a UTF-8 TOML text file", before_data=True),
+    # --- other commands ---
+    Case("summary-model-unknown", lambda e: ["summary", "--model", "nope"], 2,
+         r"unknown model 'nope'; choose one of: .*tinynet"),
+    Case("evaluate-model-unknown", lambda e: evaluate(e, "--model", "nope"), 2,
+         r"unknown model 'nope'; choose one of: .*tinynet", before_data=True),
+    Case("evaluate-batch-size-zero", lambda e: evaluate(e, "--batch-size", "0"), 2,
+         r"argument --batch-size: must be at least 1, got 0", before_data=True),
+    Case("evaluate-out-under-a-file",
+         lambda e: [*evaluate(e), "--out", str(file_in_the_way(e))], 2,
+         r"cannot create output folder \S+a-file/run \(.*\): choose another with --out", before_data=True),
+    Case("predict-model-unknown", lambda e: ["predict", str(e.tmp / "x.png"), "--model", "nope"], 2,
+         r"unknown model 'nope'; choose one of: .*tinynet"),
+]
+
+
+def unsafe_unpickle(path: Path) -> None:
+    """What a careless loader would do: plain ``pickle.loads`` of the file (for a
+    ``torch.save`` zip, of its ``data.pkl``)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            payload = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    else:
+        payload = path.read_bytes()
+    pickle.loads(payload, encoding="bytes")
+
+
+# ---------------------------------------------------------------- the test
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, server, tiny):
+    monkeypatch.chdir(tmp_path)  # default output folders (runs/, evaluation/) land here
+    monkeypatch.delenv("TINYCIFAR_DATA", raising=False)
+    server.mode = "404"
+    monkeypatch.setattr(data, "CIFAR10_URL", server.url)  # never the real network
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 0.5)
+    return SimpleNamespace(tmp=tmp_path, monkeypatch=monkeypatch, server=server,
+                           no_data=tmp_path / "no-data", marker=tmp_path / "PWNED", payload=None)
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # argparse errors
+        return e.code
+
+
+def test_catalogue_ids_are_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
+def test_bad_input(case: Case, env, capsys):
+    argv = case.argv(env)
+    code = run_cli(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert code == case.exit, err
+    assert re.search(case.message, err, re.S), f"expected /{case.message}/ in stderr:\n{err}"
+    if code == 2 and "usage:" not in err:
+        # One clean line from cli.main (warnings aside), not a dump.
+        assert err.strip().splitlines()[-1].startswith(f"tinycifar {argv[0]}: error: "), err
+    if case.before_data:
+        assert env.server.requests == 0, "the data was downloaded before the option was checked"
+        assert not env.no_data.exists(), "the data dir was touched before the option was checked"
+        assert "CIFAR-10" not in err
+    if case.check:
+        case.check(env)
+    assert not env.marker.exists(), "a pickle payload ran"
+    if case.malicious:
+        # The payload was live: a plain unpickling of the very file we fed runs it.
+        unsafe_unpickle(env.payload)
+        assert env.marker.exists()
+
+
+# ---------------------------------------------------------------- checkpoints, library level
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous_with_a_warning(tmp_path):
+    for epoch in range(2):
+        save_checkpoint({"model": {"w": torch.full((3,), float(epoch))}, "epoch": epoch}, tmp_path)
+    (tmp_path / LAST).write_bytes(b"this is not a checkpoint at all")  # torch raises IndexError here
+    with pytest.warns(UserWarning, match=r"last\.pt is corrupt or truncated.*resuming from previous\.pt instead"):
+        state = load_checkpoint(tmp_path)
+    assert state["epoch"] == 0 and torch.equal(state["model"]["w"], torch.zeros(3))
+
+    truncate(tmp_path / PREVIOUS)
+    with pytest.raises(TinyCifarError, match=r"no usable checkpoint in .*last\.pt is corrupt.*previous\.pt is corrupt"):
+        load_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------- recipes, any values
+
+RECIPE_KEYS = [f.name for f in fields(Recipe)]
+ANY_VALUE = st.one_of(
+    st.integers(-3, 40),
+    st.integers(),
+    st.integers(2**1024, 2**1100),  # beyond float range
+    st.floats(-2, 2),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, -0.0]),
+    st.text(max_size=4),
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(RECIPE_KEYS + ["learning_rate"]), ANY_VALUE, max_size=6))
+def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
+    try:
+        r = recipe_from_dict(values, "fuzz.toml")
+    except TinyCifarError as e:
+        assert str(e)
+        return
+    for f in fields(Recipe):
+        v = getattr(r, f.name)
+        want = {"int": int, "float": float, "bool": bool}[f.type]
+        assert type(v) is want, (f.name, v)
+        if want is float:
+            assert math.isfinite(v), (f.name, v)
+    assert r.epochs >= 1 and r.batch_size >= 1 and r.lr > 0 and r.weight_decay >= 0
+    assert 0 <= r.momentum < 1 and 0 <= r.label_smoothing < 1 and 0 <= r.ema_decay < 1
+    assert 0 <= r.warmup_epochs <= r.epochs and 0 <= r.translate <= 16 and 0 <= r.cutout <= 32
