@@ -20,7 +20,7 @@ from tinycifar.errors import TinyCifarError
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int = field(default=20, metadata={"help": "passes over the training set"})
+    epochs: int = field(default=30, metadata={"help": "passes over the training set"})
     batch_size: int = field(default=512, metadata={"help": "images per SGD step"})
     lr: float = field(default=0.4, metadata={"help": "peak learning rate of the schedule"})
     momentum: float = field(default=0.9, metadata={"help": "SGD Nesterov momentum"})

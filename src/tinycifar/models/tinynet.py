@@ -28,7 +28,7 @@ class Residual(nn.Module):
 
 
 class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 112)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.features = nn.Sequential(
