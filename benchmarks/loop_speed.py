@@ -79,7 +79,7 @@ def main() -> None:
     speeds = {v: run_variant(v, images, labels, args.steps, args.batch_size) for v in variants}
     print(f"{DEFAULT_MODEL}, batch {args.batch_size}, {args.steps} steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"| variant | train img/s | vs shipped |\n|---|---:|---:|")
+    print("| variant | train img/s | vs shipped |\n|---|---:|---:|")
     for v, s in speeds.items():
         print(f"| {v} | {s:,.0f} | {s / speeds['shipped']:.2f}× |")
 

@@ -19,6 +19,13 @@ from tinycifar.data import ARCHIVE_NAME, BATCHES_DIR, CLASSES
 # Two cores here and in CI: pin threads so timings and bitwise results are repeatable.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# The real CIFAR-10, when the environment points at it (CI does: see .ci/run).
+REAL_DATA = os.environ.get("TINYCIFAR_DATA")
+needs_real_data = pytest.mark.skipif(
+    not (REAL_DATA and (Path(REAL_DATA) / "cifar-10-batches-py").is_dir()),
+    reason="real CIFAR-10 not found: set TINYCIFAR_DATA to a folder holding cifar-10-batches-py",
+)
+
 
 def synthetic_cifar(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Learnable fake CIFAR: each class tints the image a different colour, plus noise."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -15,7 +14,8 @@ from tinycifar import cli, data
 from tinycifar.data import BATCHES_DIR, CLASSES
 
 N = 20  # images per fake batch
-REAL = os.environ.get("TINYCIFAR_DATA")
+from conftest import REAL_DATA as REAL
+from conftest import needs_real_data
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -111,7 +111,7 @@ def test_analyze_without_data_and_no_download(tmp_path, capsys):
     assert not (tmp_path / "o").exists() and not empty.exists()
 
 
-@pytest.mark.skipif(not REAL, reason="TINYCIFAR_DATA not set: real CIFAR-10 not available")
+@needs_real_data
 def test_analyze_real_dataset(tmp_path, capsys):
     out = tmp_path / "analysis"
     assert cli.main(["analyze", "--data-dir", REAL, "--out", str(out), "--no-download"]) == 0

@@ -44,8 +44,8 @@ from tinycifar.data import (
     resolve_data_dir,
 )
 
-REAL = os.environ.get("TINYCIFAR_DATA")
-needs_real = pytest.mark.skipif(not REAL, reason="TINYCIFAR_DATA not set: real CIFAR-10 not available")
+from conftest import REAL_DATA as REAL
+from conftest import needs_real_data as needs_real
 
 
 # --- helpers (the fake-dataset builders and the fixtures tiny, fake_root and server are in conftest.py)

@@ -20,7 +20,7 @@ from tinycifar import cli
 from tinycifar.checkpoint import save_weights
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
-from tinycifar.inference import predict_logits
+from tinycifar.inference import predict_logits, prepare
 from tinycifar.models import create_model
 from tinycifar.pretrained import load_model
 
@@ -34,7 +34,10 @@ def _varied_tinynet() -> torch.nn.Module:
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         model.classifier.weight.normal_(0, 1, generator=g)
-        model.classifier.bias.zero_()
+        # Random features share a large common part: centre it out so predictions vary.
+        model.eval()
+        feats = model.pool(model.features(prepare(_synthetic_images(N), CPU))).flatten(1)
+        model.classifier.bias.copy_(-model.classifier.weight @ feats.mean(0))
     return model
 
 
@@ -75,7 +78,7 @@ def hand(model, data):
     """Accuracies computed directly from predict_logits, independent of evaluate()."""
     images, labels = data
     plain = predict_logits(model, images, CPU)
-    tta = predict_logits(model, images, CPU, tta=True)
+    tta = (plain + predict_logits(model, images.flip(3), CPU)) / 2
     return {
         "plain_logits": plain,
         "correct": int((plain.argmax(1) == labels).sum()),

@@ -16,6 +16,7 @@ from tinycifar.summary import summarize
 
 BUDGET = 100_000
 BLOCKS = [
+    layers.Residual,
     layers.ConvBNAct,
     layers.DepthwiseSeparableConv,
     layers.TransposedConvUp,

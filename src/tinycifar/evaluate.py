@@ -81,7 +81,7 @@ def _logits(model: nn.Module, images: torch.Tensor, device: torch.device | str,
     if not tta:
         return plain, None
     flipped = predict_logits(model, images.flip(3), device, batch_size=batch_size)
-    return plain, (plain + flipped) / 2  # what predict_logits(tta=True) computes
+    return plain, (plain + flipped) / 2
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

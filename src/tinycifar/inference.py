@@ -11,31 +11,30 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
 
+_SCALE = torch.tensor([1 / (255 * s) for s in STD]).view(1, 3, 1, 1)
+_SHIFT = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(1, 3, 1, 1)
+
+
 def prepare(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` → normalised float32 on ``device``, channels-last.
 
-    The uint8 batch crosses to the device before conversion: 4× less to copy.
+    The uint8 batch crosses to the device and changes layout before conversion (4× fewer
+    bytes to move), then one fused multiply-add normalises it.
     """
-    x = images.to(device, non_blocking=True).float()
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return torch.addcmul(_SHIFT.to(device), x.float(), _SCALE.to(device))
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
-                   batch_size: int = 1000, tta: bool = False) -> torch.Tensor:
-    """Logits for a uint8 image tensor, in batches; ``tta`` averages with the mirrored image."""
+                   batch_size: int = 1000) -> torch.Tensor:
+    """Logits for a uint8 image tensor, in batches, in eval mode."""
     was_training = model.training
     model.eval()
     out = []
     try:
         for i in range(0, len(images), batch_size):
-            x = prepare(images[i:i + batch_size], device)
-            logits = model(x)
-            if tta:
-                logits = (logits + model(x.flip(3))) / 2
-            out.append(logits.float().cpu())
+            out.append(model(prepare(images[i:i + batch_size], device)).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)

@@ -19,6 +19,17 @@ def _act(enabled: bool) -> nn.Module:
     return nn.ReLU(inplace=True) if enabled else nn.Identity()
 
 
+class Residual(nn.Module):
+    """``x + block(x)``: an identity shortcut, no parameters of its own."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
 class ConvBNAct(nn.Sequential):
     """k×k convolution → BatchNorm → ReLU; the plain workhorse.
 

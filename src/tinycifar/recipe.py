@@ -36,6 +36,9 @@ class Recipe:
     ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
     cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> "Recipe":
         # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.
         nonfinite = [f"{f.name} must be a finite number (got {getattr(self, f.name)})"
@@ -112,7 +115,7 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
             typed[key] = float(value) if want == "float" else value
         except OverflowError:  # an int beyond float range (TOML allows any size)
             raise TinyCifarError(f"{source}: {key} is too large to be a number") from None
-    return Recipe(**typed).validate()
+    return Recipe(**typed)
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -131,4 +134,4 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     changes = {f.name: getattr(args, f.name) for f in fields(Recipe)
                if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(recipe, **changes).validate()
+    return dataclasses.replace(recipe, **changes)

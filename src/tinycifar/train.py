@@ -4,7 +4,8 @@ Built for a CPU first: the whole data set sits in memory as uint8, each batch is
 by index, normalised and augmented as one tensor on the training device, and the model
 runs channels-last. All randomness of epoch ``e`` comes from a generator seeded by
 ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e-1`` repeats epoch ``e``
-exactly and ends with the same weights as an uninterrupted run.
+exactly and ends with the same weights as an uninterrupted run (bit for bit on a CPU with
+the same thread count; on a GPU, cuDNN's non-deterministic kernels make it close, not equal).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from tinycifar import augment
-from tinycifar.checkpoint import check_resumable, load_checkpoint, save_checkpoint, save_weights
+from tinycifar.checkpoint import atomic_write, check_resumable, load_checkpoint, save_checkpoint, save_weights
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.models import DEFAULT_MODEL, create_model
@@ -79,8 +80,8 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
 
 
 def check_writable(out: Path) -> None:
@@ -136,6 +137,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         if ema is not None:
             ema.load_state_dict(state["ema"])
         history, start_epoch = state["history"], state["epoch"] + 1
+        # The log may hold an epoch the checkpoint does not (killed in between, or resumed
+        # from previous.pt): the checkpoint's history is the truth.
+        atomic_write(out / "log.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history)))
         log(f"resuming {out} after epoch {start_epoch} of {recipe.epochs}")
     else:
         _write_json(out / "config.json", config)
@@ -149,8 +153,8 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     device_images, device_labels = images.to(dev), labels.to(dev)
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
-        g = _epoch_generator(seed, epoch)
-        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout, if a model has any
+        g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
+        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout, if a model has any
         model.train()
         perm = torch.randperm(len(images), generator=g).to(dev)
         loss_sum = torch.zeros((), device=dev)
@@ -158,6 +162,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
                    disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         for step in bar:
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
             idx = perm[step * batch_size:(step + 1) * batch_size]
             x = augment_batch(prepare(device_images[idx], dev), recipe, g)
             y = device_labels[idx]
@@ -177,15 +182,15 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         eval_loss, eval_acc = evaluate_loss_acc(final_model, eval_data, dev)
         row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
                "train_acc": correct.item() / seen, f"{eval_name}_loss": eval_loss,
-               f"{eval_name}_acc": eval_acc, "lr": optimizer.param_groups[0]["lr"],
+               f"{eval_name}_acc": eval_acc, "lr": lr,
                "seconds": time.perf_counter() - t0}
         history.append(row)
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(),
                          "ema": ema.state_dict() if ema is not None else None,
                          "epoch": epoch, "config": config, "history": history}, out)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
         log(_format_row(row, eval_name))
 
     final_model = ema.module if ema is not None else model
@@ -229,7 +234,8 @@ def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> N
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-"), (eval_name, "--")):
-        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
+        label = "train (label-smoothed)" if split == "train" else split
+        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=label)
         ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, label=split)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
@@ -262,7 +268,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
-    from tinycifar.models import create_model as _create
     from tinycifar.summary import format_summary, summarize
 
     recipe = apply_overrides(load_recipe(args.recipe), args)
@@ -272,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
-    print(format_summary(summarize(_create(args.model))))
+    print(format_summary(summarize(create_model(args.model))))
     if args.resume:
         check_resumable(out)
     check_writable(out)

@@ -28,9 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tinycifar.layers import ConvBNAct, DepthwiseSeparableConv
+from tinycifar.layers import ConvBNAct, DepthwiseSeparableConv, Residual
 from tinycifar.models import register_model
-from tinycifar.models.tinynet import Residual
 
 
 class DilatedNet(nn.Module):

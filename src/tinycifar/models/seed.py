@@ -11,8 +11,8 @@ Layer plan (input 3x32x32), each conv block being Conv2d -> ReLU -> BatchNorm2d 
     1x1 conv 16->32 (no activation) 15x15   544
     3x3 conv 32->32, pad 1          15x15   9,248
     maxpool 2                        7x7
-    3x3 conv 32->64, no pad          5x5    18,496
-    3x3 conv 64->64, pad 1 (no act.) 5x5    36,928
+    3x3 conv 32->64, no pad (no act.) 5x5   18,496
+    3x3 conv 64->64, pad 1           5x5    36,928
     grouped 3x3 conv 64->64, groups=32, pad 1 (no act.)  1,216 = 64*2*9 + 64
     1x1 conv 64->64                  5x5    4,160
     maxpool 2                        2x2

@@ -12,19 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tinycifar.layers import ECA, ConvBNAct, DepthwiseSeparableConv
+from tinycifar.layers import ECA, ConvBNAct, DepthwiseSeparableConv, Residual
 from tinycifar.models import register_model
-
-
-class Residual(nn.Module):
-    """``x + block(x)``: an identity shortcut, no parameters of its own."""
-
-    def __init__(self, block: nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
 
 
 class TinyNet(nn.Module):

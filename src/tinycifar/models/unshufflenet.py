@@ -40,10 +40,10 @@ from tinycifar.layers import (
     DepthwiseSeparableConv,
     PixelShuffleUp,
     PixelUnshuffleDown,
+    Residual,
     TransposedConvUp,
 )
 from tinycifar.models import register_model
-from tinycifar.models.tinynet import Residual
 
 
 class UnshuffleNet(nn.Module):
