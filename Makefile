@@ -2,16 +2,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch; a GPU user installs a CUDA build first (see README) and
-# `make` keeps it, since any torch >= 2.1 satisfies the package.
+# torch is installed first, pinned: on this project's machines pip takes the CPU build of
+# 2.13.0 from a local wheel. Elsewhere, PyPI's Linux wheel is the CUDA build; for a CPU-only
+# laptop use TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu". A GPU user
+# installs a CUDA build first (see README) and `make` keeps it: any torch >= 2.1 works.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: setup train test clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_INDEX)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

@@ -384,7 +384,7 @@ CASES = [
     Case("evaluate-model-unknown", lambda e: evaluate(e, "--model", "nope"), 2,
          r"unknown model 'nope'; choose one of: .*tinynet", before_data=True),
     Case("evaluate-batch-size-zero", lambda e: evaluate(e, "--batch-size", "0"), 2,
-         r"argument --batch-size: must be at least 1, got 0", before_data=True),
+         r"argument --batch-size: must be >= 1, got 0", before_data=True),
     Case("evaluate-out-under-a-file",
          lambda e: [*evaluate(e), "--out", str(file_in_the_way(e))], 2,
          r"cannot create output folder \S+a-file/run \(.*\): choose another with --out", before_data=True),

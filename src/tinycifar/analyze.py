@@ -10,6 +10,7 @@ import torch
 
 from tinycifar.data import CLASSES, channel_stats, load_cifar10
 from tinycifar.errors import TinyCifarError
+from tinycifar.figures import new_figure, save_figure
 
 SAMPLES_PER_CLASS = 10
 _UPSCALE = 3  # screen pixels per image pixel in samples.png
@@ -53,31 +54,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise TinyCifarError(f"cannot create output folder {out} ({e.strerror or e}): choose another with --out") from None
     written = [
-        _save(_samples_figure(train_x, train_y), out / "samples.png"),
-        _save(_distribution_figure(train_counts, test_counts), out / "class_distribution.png"),
+        save_figure(_samples_figure(train_x, train_y), out / "samples.png"),
+        save_figure(_distribution_figure(train_counts, test_counts), out / "class_distribution.png"),
     ]
     print()
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def _save(fig, path: Path) -> Path:
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise TinyCifarError(f"cannot write {path} ({e.strerror or e}): choose another folder with --out") from None
-    return path
-
-
-def _figure(width_in: float, height_in: float, dpi: int = 100):
-    # A bare Figure on an Agg canvas: no pyplot, so no global backend state and no GUI.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _samples_figure(images: torch.Tensor, labels: torch.Tensor):
@@ -98,7 +81,7 @@ def _samples_figure(images: torch.Tensor, labels: torch.Tensor):
     left, right, top, bottom = 1.1, 0.15, 0.45, 0.15  # inches of margin around the mosaic
     mh, mw = mosaic.shape[0] / dpi, mosaic.shape[1] / dpi
     fw, fh = mw + left + right, mh + top + bottom
-    fig = _figure(fw, fh, dpi)
+    fig = new_figure(fw, fh, dpi)
     # Axes sized to exactly one screen pixel per mosaic pixel, so nothing gets resampled.
     ax = fig.add_axes((left / fw, bottom / fh, mw / fw, mh / fh))
     ax.imshow(mosaic, interpolation="nearest")
@@ -112,7 +95,7 @@ def _samples_figure(images: torch.Tensor, labels: torch.Tensor):
 
 
 def _distribution_figure(train_counts: list[int], test_counts: list[int]):
-    fig = _figure(9, 4.8)
+    fig = new_figure(9, 4.8)
     ax = fig.add_subplot()
     x = np.arange(len(CLASSES))
     width = 0.4

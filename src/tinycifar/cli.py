@@ -24,6 +24,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def whole_number(minimum: int = 0, maximum: int | None = None):
+    """An argparse ``type`` for integers in ``[minimum, maximum]``; accepts ``100,000`` and ``100_000``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinycifar",
@@ -48,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except TinyCifarError as e:
         print(f"tinycifar {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"tinycifar {args.command}: interrupted", file=sys.stderr)
         return 130

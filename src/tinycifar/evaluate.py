@@ -18,8 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES, load_cifar10
 from tinycifar.errors import TinyCifarError
+from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
 from tinycifar.pretrained import load_model, pretrained_path
@@ -116,20 +118,10 @@ def _pct(value: float | None) -> str:
 # --- the figures ---------------------------------------------------------------------------
 
 
-def _figure(width_in: float, height_in: float, dpi: int = 100):
-    # A bare Figure on an Agg canvas: no pyplot, so no global backend state and no GUI.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def confusion_figure(cm: list[list[int]] | torch.Tensor, title: str = "Confusion matrix"):
     """10×10 heat map with the count in every cell; rows true class, columns predicted."""
     cm = np.asarray(torch.as_tensor(cm))
-    fig = _figure(8.5, 7.5)
+    fig = new_figure(8.5, 7.5)
     ax = fig.add_subplot()
     im = ax.imshow(cm, cmap="Blues", interpolation="nearest", vmin=0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
@@ -159,7 +151,7 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
     cols = max(4, min(_GALLERY_COLS, len(picks)))
     rows = max(1, math.ceil(len(picks) / cols))
     cell_w, cell_h, top = 1.9, 2.05, 0.6  # inches; fixed margins (tight_layout is slow on 40 axes)
-    fig = _figure(cols * cell_w, rows * cell_h + top)
+    fig = new_figure(cols * cell_w, rows * cell_h + top)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - top / (rows * cell_h + top),
                         wspace=0.08, hspace=0.25)
     fig.suptitle(f"Misclassified test images: {len(picks)} shown of {len(wrong)} "
@@ -178,25 +170,7 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
     return fig
 
 
-def _save(fig, path: Path) -> Path:
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise TinyCifarError(f"cannot write {path} ({e.strerror or e}): choose another folder with --out") from None
-    return path
-
-
 # --- the command -------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -210,7 +184,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="also report accuracy with horizontal-flip test-time augmentation")
     p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
                    help="where to write metrics.json and the figures (default: evaluation)")
-    p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--batch-size", type=whole_number(1), default=1000, metavar="N",
                    help="images per forward pass (default: 1000)")
 
 
@@ -249,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
     title = f"Confusion matrix: {args.model}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
     written = [
         metrics_path,
-        _save(confusion_figure(metrics["confusion_matrix"], title), out / "confusion_matrix.png"),
-        _save(misclassified_figure(images, labels, plain), out / "misclassified.png"),
+        save_figure(confusion_figure(metrics["confusion_matrix"], title), out / "confusion_matrix.png"),
+        save_figure(misclassified_figure(images, labels, plain), out / "misclassified.png"),
     ]
     print()
     for path in written:

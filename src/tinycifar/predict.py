@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, resolve_device
@@ -165,23 +166,13 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str =
             for row_i, row_p in zip(idx.tolist(), probs.tolist())]
 
 
-def _top_k(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= len(CLASSES):
-        raise argparse.ArgumentTypeError(f"must be between 1 and {len(CLASSES)}, got {value}")
-    return value
-
-
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"model name (default: {DEFAULT_MODEL})")
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--top-k", type=_top_k, default=3, metavar="K", help="classes to show per image (default: 3)")
+    p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 import torch.nn as nn
 
+from tinycifar.cli import whole_number
 from tinycifar.errors import TinyCifarError
 
 # torchinfo (checked: 1.8.0) prints a nested depth-indexed tree with a 40-wide name column,
@@ -329,31 +330,14 @@ def format_summary(s: ModelSummary) -> str:
     return "\n".join(lines)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from tinycifar.models import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
                         help=f"registered model name (default: {DEFAULT_MODEL}; see `tinycifar models`)")
-    parser.add_argument("--budget", type=_non_negative_int, default=DEFAULT_BUDGET, metavar="N",
+    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
                         help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
-    parser.add_argument("--input-size", type=_positive_int, nargs=3, default=list(DEFAULT_INPUT_SIZE),
+    parser.add_argument("--input-size", type=whole_number(1), nargs=3, default=list(DEFAULT_INPUT_SIZE),
                         metavar=("C", "H", "W"), help="input image size (default: 3 32 32)")
 
 

@@ -27,8 +27,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from tinycifar import augment
-from tinycifar.checkpoint import atomic_write, check_resumable, load_checkpoint, save_checkpoint, save_weights
+from tinycifar.checkpoint import (
+    atomic_write,
+    check_resumable,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from tinycifar.errors import TinyCifarError
+from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.models import DEFAULT_MODEL, create_model
 from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe
@@ -226,13 +233,9 @@ def environment(dev: torch.device) -> dict[str, Any]:
 
 
 def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(10, 4)
+    ax1, ax2 = fig.subplots(1, 2)
     for split, style in (("train", "-"), (eval_name, "--")):
         label = "train (label-smoothed)" if split == "train" else split
         ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=label)
@@ -243,8 +246,7 @@ def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> N
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _write_json(path: Path, value: Any) -> None:

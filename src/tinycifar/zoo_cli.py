@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from tinycifar.cli import whole_number
 from tinycifar.summary import DEFAULT_BUDGET, summarize
 
 HEADERS = ("model", "params", "MACs (M)", "RF", "budget", "description")
@@ -16,7 +17,12 @@ HEADERS = ("model", "params", "MACs (M)", "RF", "budget", "description")
 
 def zoo_rows(budget: int = DEFAULT_BUDGET) -> list[dict]:
     """One dict per registered model: name, params, macs, rf, within_budget, default, description."""
-    from tinycifar.models import DEFAULT_MODEL, create_model, describe_model, list_models
+    from tinycifar.models import (
+        DEFAULT_MODEL,
+        create_model,
+        describe_model,
+        list_models,
+    )
 
     rows = []
     for name in list_models():
@@ -60,18 +66,8 @@ def format_zoo(rows: list[dict], budget: int = DEFAULT_BUDGET) -> str:
     return "\n".join(out)
 
 
-def _budget(text: str) -> int:
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
+    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
                         help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
 
 

@@ -52,9 +52,11 @@ def _check(name: str) -> None:
 
 
 # Importing the entry modules fills the registry (order = README table order).
+# isort: off
 from tinycifar.models import tinynet  # noqa: E402,F401
 from tinycifar.models import dilatednet  # noqa: E402,F401
 from tinycifar.models import senet  # noqa: E402,F401
 from tinycifar.models import unshufflenet  # noqa: E402,F401
 from tinycifar.models import resnet8  # noqa: E402,F401
 from tinycifar.models import seed  # noqa: E402,F401
+# isort: on
