@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from tinycifar.errors import TinyCifarError
 
@@ -139,10 +139,8 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
     if not path.is_file():
         raise TinyCifarError(f"weights file {path} does not exist")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "pt") as f:  # one read for tensors and metadata
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
