@@ -30,20 +30,10 @@ import torch
 import torch.nn as nn
 
 from tinycifar.models import create_model, list_models
+from tinycifar.precision import cpu_info
 from tinycifar.summary import summarize
 
 REFERENCE = "seed"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _batch(batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +113,8 @@ def environment(batch_size: int, warmup: int, steps: int, rounds: int) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "cpu": cpu_model(),
+        "cpu": cpu_info()["model"],
+        "cpu_flags": cpu_info()["flags"],
         "cpu_count": os.cpu_count(),
         "batch_size": batch_size,
         "warmup": warmup,

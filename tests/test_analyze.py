@@ -99,7 +99,7 @@ def test_analyze_unwritable_out(fake, tmp_path, capsys):
     blocker.write_text("a file, not a folder")
     assert cli.main(["analyze", "--data-dir", str(root), "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
-    assert "cannot create output folder" in err and "--out" in err
+    assert "cannot write to --out" in err and "--out" in err
     assert "Traceback" not in err
 
 

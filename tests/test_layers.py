@@ -11,7 +11,9 @@ import torch.nn as nn
 from tinycifar.layers import (
     ECA,
     ConvBNAct,
+    ConvPoolGroup,
     DepthwiseSeparableConv,
+    PatchWhitening,
     PixelShuffleUp,
     PixelUnshuffleDown,
     SqueezeExcite,
@@ -255,3 +257,36 @@ def test_attention_does_not_widen_receptive_field():
     base = summarize(nn.Sequential(ConvBNAct(3, 16)))
     for att in (SqueezeExcite(16), ECA(16)):
         assert summarize(nn.Sequential(ConvBNAct(3, 16), att)).receptive_field == base.receptive_field
+
+
+# ---------------------------------------------------------------- PatchWhitening, ConvPoolGroup
+
+
+@pytest.mark.parametrize("in_ch, k, stride, size, expected_hw", [(3, 2, 1, 32, 31), (3, 2, 2, 32, 16), (1, 3, 1, 8, 6)])
+def test_patch_whitening_shape_and_params(in_ch, k, stride, size, expected_hw):
+    m = PatchWhitening(in_ch, k, stride)
+    out = 2 * in_ch * k * k
+    assert out_shape(m, in_ch, size) == (2, out, expected_hw, expected_hw)
+    assert n_params(m) == in_ch * k * k * out + out
+    assert sum(p.numel() for p in m.parameters() if p.requires_grad) == out  # only the bias trains
+
+
+def test_patch_whitening_decorrelates_patches():
+    torch.manual_seed(0)
+    mix = torch.tensor([[1.0, 0.8, 0.6], [0.0, 0.5, 0.4], [0.0, 0.0, 0.2]])
+    x = torch.einsum("ij,njhw->nihw", mix, torch.randn(400, 3, 16, 16))  # correlated channels
+    layer = PatchWhitening(3, kernel_size=2, eps=0.0)
+    layer.fit(x)
+    out = nn.functional.conv2d(x, layer.weight[:12])  # the positive half: one filter per direction
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(flat.T)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05)
+    assert torch.equal(layer.weight[12:], -layer.weight[:12])
+    assert not layer.weight.requires_grad and layer.bias.requires_grad
+
+
+@pytest.mark.parametrize("in_ch, out_ch, size", [(24, 40, 31), (8, 16, 16), (16, 16, 7)])
+def test_conv_pool_group_shape_and_params(in_ch, out_ch, size):
+    m = ConvPoolGroup(in_ch, out_ch)
+    assert out_shape(m, in_ch, size) == (2, out_ch, size // 2, size // 2)
+    assert n_params(m) == 9 * in_ch * out_ch + 9 * out_ch * out_ch + 4 * out_ch

@@ -8,7 +8,7 @@ from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_rec
 
 def test_packaged_default_recipe_equals_the_dataclass_defaults():
     # Two places state the default recipe; this keeps them from drifting apart.
-    assert load_recipe("default") == Recipe()
+    assert load_recipe("classic") == Recipe()
 
 
 def test_a_recipe_built_in_code_is_validated_too():
@@ -19,9 +19,9 @@ def test_a_recipe_built_in_code_is_validated_too():
 def test_flags_override_the_recipe():
     p = argparse.ArgumentParser()
     add_recipe_flags(p)
-    r = apply_overrides(load_recipe("default"), p.parse_args(["--epochs", "3", "--no-flip", "--cutout", "16"]))
+    r = apply_overrides(load_recipe("classic"), p.parse_args(["--epochs", "3", "--no-flip", "--cutout", "16"]))
     assert (r.epochs, r.flip, r.cutout) == (3, False, 16)
-    assert r.lr == load_recipe("default").lr  # untouched fields keep the recipe value
+    assert r.lr == load_recipe("classic").lr  # untouched fields keep the recipe value
 
 
 def test_recipe_file_by_path(tmp_path):

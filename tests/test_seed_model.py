@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from conftest import SEED_PARAMS
 from tinycifar.models import create_model, describe_model, list_models
 
 
@@ -29,7 +30,7 @@ def test_seed_is_registered_and_over_budget_in_its_description():
 
 def test_seed_has_the_seed_tables_parameter_count():
     model = create_model("seed")
-    assert sum(p.numel() for p in model.parameters()) == 112_966
+    assert sum(p.numel() for p in model.parameters()) == SEED_PARAMS
     assert all(p.requires_grad for p in model.parameters())
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import SEED_PARAMS
 from tinycifar import cli
 from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model, list_models
@@ -80,14 +81,14 @@ def test_seed_rows_structured():
         assert m, line
         expected.append((m[1], m[2], int(m[3].replace(",", ""))))
     assert [(r.name, str(r.output_shape), r.params) for r in s.rows] == expected
-    assert s.total_params == s.trainable_params == 112_966
+    assert s.total_params == s.trainable_params == SEED_PARAMS
     assert s.non_trainable_params == 0
 
 
 def test_seed_totals_macs_rf_and_sizes(seed_text):
     lines = _stripped(seed_text)
-    assert "Total params: 112,966" in lines
-    assert "Trainable params: 112,966" in lines
+    assert f"Total params: {SEED_PARAMS:,}" in lines
+    assert f"Trainable params: {SEED_PARAMS:,}" in lines
     assert "Non-trainable params: 0" in lines
     s = summarize(create_model("seed"))
     # sum over the nine convs and the linear layer, worked out by hand
@@ -100,8 +101,8 @@ def test_seed_totals_macs_rf_and_sizes(seed_text):
     assert s.receptive_field == 58
     assert s.receptive_field_layer == "Dropout-30"
     assert "Receptive field: 58 px" in seed_text
-    assert s.size_kb_fp32 == pytest.approx(112_966 * 4 / 1024)
-    assert s.size_kb_int8 == pytest.approx(112_966 / 1024)
+    assert s.size_kb_fp32 == pytest.approx(SEED_PARAMS * 4 / 1024)
+    assert s.size_kb_int8 == pytest.approx(SEED_PARAMS / 1024)
     assert "441.3 KB as fp32, 110.3 KB as int8" in seed_text
 
 
@@ -325,7 +326,7 @@ def test_every_registered_model_summarizes(name):
 def test_cli_summary_seed(capsys):
     assert cli.main(["summary", "--model", "seed"]) == 0
     out = capsys.readouterr().out
-    assert "Total params: 112,966" in out
+    assert f"Total params: {SEED_PARAMS:,}" in out
     assert "OVER the 100,000-parameter budget" in out
 
 

@@ -43,7 +43,7 @@ def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
     fit("tinynet", recipe, tmp_path, train, test, progress=False, log=lambda *_: None)
     saved = load_file(tmp_path / "model.safetensors")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
-    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    ema = {k.removeprefix("module."): v for k, v in state["averager"].items() if k.startswith("module.")}
     weight = "features.0.0.weight"
     assert torch.equal(saved[weight], ema[weight])
     assert not torch.equal(saved[weight], state["model"][weight])

@@ -10,6 +10,7 @@ import torch
 
 from tinycifar.data import CLASSES, channel_stats, load_cifar10
 from tinycifar.errors import TinyCifarError
+from tinycifar.paths import writable_dir
 from tinycifar.figures import new_figure, save_figure
 
 SAMPLES_PER_CLASS = 10
@@ -49,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print("std (R, G, B): " + " ".join(f"{v:.4f}" for v in std))
 
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TinyCifarError(f"cannot create output folder {out} ({e.strerror or e}): choose another with --out") from None
+    writable_dir(out, "--out", "choose another folder with --out")
     written = [
         save_figure(_samples_figure(train_x, train_y), out / "samples.png"),
         save_figure(_distribution_figure(train_counts, test_counts), out / "class_distribution.png"),

@@ -83,3 +83,20 @@ def cutout(x: torch.Tensor, size: int, g: torch.Generator, p: float = 1.0) -> to
     top, left = cy[:, None, None] - size // 2, cx[:, None, None] - size // 2
     inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size) & apply
     return x.masked_fill(inside[:, None], 0.0)
+
+
+class AlternatingFlip:
+    """airbench's alternating flip: each image gets a random mirror in the first epoch and
+    the opposite of its previous epoch's after that, so every two epochs see both views
+    (less redundancy than a fresh coin each epoch, which repeats a view half the time).
+
+    The first-epoch coins come from ``seed`` alone, so a resumed run flips exactly as an
+    unbroken one.
+    """
+
+    def __init__(self, n_images: int, seed: int) -> None:
+        self.coins = torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        mask = self.coins[index.cpu()] ^ bool(epoch % 2)
+        return torch.where(mask.to(x.device)[:, None, None, None], x.flip(3), x)

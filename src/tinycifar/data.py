@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from tinycifar.errors import TinyCifarError
+from tinycifar.paths import writable_dir
 
 CLASSES: tuple[str, ...] = (
     "airplane",
@@ -169,23 +170,12 @@ def _ensure_batches(root: Path, *, download: bool, url: str, md5: str, timeout: 
             raise TinyCifarError(f"CIFAR-10 not found in {root}, but one folder further down there is {nested}: "
                                  "point --data-dir / TINYCIFAR_DATA at it.")
         raise TinyCifarError(f"CIFAR-10 not found in {root} and downloading is off. {_by_hand_hint(root, url)}")
-    _make_writable_dir(root)
+    writable_dir(root, "data dir", "CIFAR-10 must be downloaded or unpacked there. "
+                 "Choose a writable folder with --data-dir or TINYCIFAR_DATA.")
     if not have_archive:
         _download(url, archive, md5=md5, timeout=timeout, root=root)
     _extract(archive, root)
     return batches
-
-
-def _make_writable_dir(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            pass
-    except OSError as e:
-        raise TinyCifarError(
-            f"cannot write to data dir {root} ({e.strerror or e}): CIFAR-10 must be downloaded or unpacked "
-            "there. Choose a writable folder with --data-dir or TINYCIFAR_DATA."
-        ) from None
 
 
 def _md5_of(path: Path) -> str:

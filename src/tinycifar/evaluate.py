@@ -24,6 +24,8 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
+from tinycifar.paths import writable_dir
+from tinycifar.precision import PRECISIONS, resolve_precision
 from tinycifar.pretrained import load_model, pretrained_path
 
 GALLERY_SIZE = 40
@@ -76,19 +78,19 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def _logits(model: nn.Module, images: torch.Tensor, device: torch.device | str,
-            tta: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            tta: bool, batch_size: int, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Plain logits and, if asked, flip-TTA logits: two passes, not three."""
     device = torch.device(device)
-    plain = predict_logits(model, images, device, batch_size=batch_size)
+    plain = predict_logits(model, images, device, batch_size=batch_size, precision=precision)
     if not tta:
         return plain, None
-    flipped = predict_logits(model, images.flip(3), device, batch_size=batch_size)
+    flipped = predict_logits(model, images.flip(3), device, batch_size=batch_size, precision=precision)
     return plain, (plain + flipped) / 2
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              device: torch.device | str = "cpu", tta: bool = False,
-             batch_size: int = 1000) -> dict[str, Any]:
+             batch_size: int = 1000, precision: str = "fp32") -> dict[str, Any]:
     """Evaluate ``model`` on uint8 ``images (N, 3, 32, 32)`` with int ``labels (N,)``.
 
     Returns ``n_images``, ``correct``, ``accuracy``, ``per_class`` (class name →
@@ -98,7 +100,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     if len(images) != len(labels):
         raise TinyCifarError(f"{len(images)} images but {len(labels)} labels")
-    plain, tta_logits = _logits(model, images, device, tta, batch_size)
+    plain, tta_logits = _logits(model, images, device, tta, batch_size, precision)
     return metrics_from_logits(plain, labels, tta_logits)
 
 
@@ -180,6 +182,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
     p.add_argument("--tta", action="store_true",
                    help="also report accuracy with horizontal-flip test-time augmentation")
     p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
@@ -193,18 +197,17 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights is not None else pretrained_path(args.model)
     model = load_model(args.model, args.weights, device)
     out = Path(args.out)
-    try:  # before the test set and the forward passes: fail fast
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TinyCifarError(f"cannot create output folder {out} ({e.strerror or e}): choose another with --out") from None
+    # Before the test set and the forward passes: fail fast.
+    writable_dir(out, "--out", "choose another folder with --out")
     images, labels = load_cifar10("test", args.data_dir)
 
     start = time.perf_counter()
-    plain, tta_logits = _logits(model, images, device, args.tta, args.batch_size)
+    precision = resolve_precision(args.precision, device)
+    plain, tta_logits = _logits(model, images, device, args.tta, args.batch_size, precision)
     seconds = time.perf_counter() - start
     metrics = metrics_from_logits(plain, labels, tta_logits)
 
-    print(f"model {args.model}, weights {weights}, device {device}: "
+    print(f"model {args.model}, weights {weights}, device {device}, {precision}: "
           f"{metrics['n_images']} test images in {seconds:.1f} s")
     print(f"accuracy: {_pct(metrics['accuracy'])} ({metrics['correct']}/{metrics['n_images']})")
     if args.tta:
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     print("per class (without TTA):")
     print(format_per_class(metrics))
 
-    record = {"model": args.model, "weights": str(weights), **metrics}
+    record = {"model": args.model, "weights": str(weights), "precision": precision, **metrics}
     metrics_path = out / "metrics.json"
     try:
         metrics_path.write_text(json.dumps(record, indent=2) + "\n")

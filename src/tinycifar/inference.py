@@ -27,14 +27,19 @@ def prepare(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
-                   batch_size: int = 1000) -> torch.Tensor:
-    """Logits for a uint8 image tensor, in batches, in eval mode."""
+                   batch_size: int = 1000, precision: str = "fp32") -> torch.Tensor:
+    """fp32 logits for a uint8 image tensor, in batches, in eval mode; ``precision`` is
+    ``fp32`` or ``bf16`` (resolved: see :func:`tinycifar.precision.resolve_precision`)."""
+    from tinycifar.precision import autocast
+
     was_training = model.training
     model.eval()
     out = []
     try:
         for i in range(0, len(images), batch_size):
-            out.append(model(prepare(images[i:i + batch_size], device)).float().cpu())
+            with autocast(precision, device):
+                logits = model(prepare(images[i:i + batch_size], device))
+            out.append(logits.float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)

@@ -31,10 +31,18 @@ class Recipe:
     label_smoothing: float = field(default=0.1, metadata={"help": "cross-entropy label smoothing"})
     ema_decay: float = field(default=0.0, metadata={
         "help": "per-step EMA of the weights, evaluated and saved instead; 0 = off"})
+    lookahead: int = field(default=0, metadata={
+        "help": "Lookahead: every N steps pull the weights to a slow average (airbench: 5); 0 = off"})
+    bias_lr_scale: float = field(default=1.0, metadata={
+        "help": "learning-rate multiplier for BatchNorm biases (airbench: 64)"})
     flip: bool = field(default=True, metadata={"help": "random horizontal flip"})
+    alt_flip: bool = field(default=False, metadata={
+        "help": "with flip: random in the first epoch, then each image mirrored every other epoch"})
     translate: int = field(default=2, metadata={"help": "random shift in pixels (reflect padding); 0 = off"})
     ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
     cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
+    eval_every: int = field(default=1, metadata={
+        "help": "evaluate every N epochs, and always after the last"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,6 +70,14 @@ class Recipe:
             problems.append(f"label_smoothing must be in [0, 1) (got {self.label_smoothing})")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must be in [0, 1) (got {self.ema_decay})")
+        if self.ema_decay and self.lookahead:
+            problems.append("ema_decay and lookahead are two ways to average weights: set one of them to 0")
+        if self.lookahead < 0:
+            problems.append(f"lookahead must be >= 0 steps (got {self.lookahead})")
+        if not self.bias_lr_scale > 0:
+            problems.append(f"bias_lr_scale must be positive (got {self.bias_lr_scale})")
+        if self.eval_every < 1:
+            problems.append(f"eval_every must be at least 1 (got {self.eval_every})")
         if not 0 <= self.translate <= 16:
             problems.append(f"translate must be in [0, 16] pixels (got {self.translate})")
         if not 0 <= self.cutout <= 32:
@@ -71,11 +87,11 @@ class Recipe:
         return self
 
 
-RECIPE_NAMES = ("default",)
+RECIPE_NAMES = ("classic", "fast")
 
 
-def load_recipe(name_or_path: str | Path = "default") -> Recipe:
-    """A packaged recipe by name (``default``) or a TOML file by path."""
+def load_recipe(name_or_path: str | Path = "classic") -> Recipe:
+    """A packaged recipe by name (``classic``, ``fast``) or a TOML file by path."""
     path = Path(name_or_path)
     if str(name_or_path) in RECIPE_NAMES:
         text = resources.files("tinycifar.recipes").joinpath(f"{name_or_path}.toml").read_text()

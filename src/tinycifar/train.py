@@ -23,10 +23,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from tinycifar import augment
+from tinycifar.averaging import make_averager
 from tinycifar.checkpoint import (
     atomic_write,
     check_resumable,
@@ -37,7 +37,11 @@ from tinycifar.checkpoint import (
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
-from tinycifar.models import DEFAULT_MODEL, create_model
+from tinycifar.layers import PatchWhitening
+from tinycifar.models import DEFAULT_MODEL, create_model, model_recipe
+from tinycifar.paths import writable_dir
+from tinycifar.precision import PRECISIONS, autocast, cpu_info, resolve_precision
+from tinycifar.precision import describe as describe_precision
 from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe
 
 Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
@@ -56,11 +60,13 @@ def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
     return (images[keep], labels[keep]), (images[held], labels[held])
 
 
-def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator,
+                  flip: "callable[[torch.Tensor], torch.Tensor] | None" = None) -> torch.Tensor:
+    """The recipe's augmentations on one normalised batch; ``flip`` replaces the random flip."""
     if recipe.translate:
         x = augment.random_translate(x, recipe.translate, g)
     if recipe.flip:
-        x = augment.random_flip(x, g)
+        x = flip(x) if flip is not None else augment.random_flip(x, g)
     if recipe.ssr:
         x = augment.shift_scale_rotate(x, g)
     if recipe.cutout:
@@ -70,14 +76,29 @@ def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
-    # fights the normalisation.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": recipe.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0,
-    )
+    # fights the normalisation. BatchNorm biases may learn faster (airbench's bias scaler):
+    # they set where each ReLU cuts, and with normalised inputs their gradients are small.
+    norm_biases = {id(m.bias) for m in model.modules()
+                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
+        {"params": [p for p in params if p.ndim <= 1 and id(p) not in norm_biases], "weight_decay": 0.0},
+        {"params": [p for p in params if id(p) in norm_biases], "weight_decay": 0.0,
+         "lr": recipe.lr * recipe.bias_lr_scale},
+    ]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=recipe.lr,
+                           momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+
+
+WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
+
+
+def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) -> None:
+    """Fit every data-initialised layer (the patch-whitening stem) on training images."""
+    for m in model.modules():
+        if isinstance(m, PatchWhitening):
+            m.fit(prepare(images[:WHITENING_IMAGES], dev))
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -93,42 +114,46 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def check_writable(out: Path) -> None:
     """Fail before any training time is spent if the run folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise TinyCifarError(f"cannot write to --out {out}: {e.strerror or e}; "
-                             "choose a folder you can write to") from None
+    writable_dir(out, "--out", "choose a folder you can write to")
 
 
 def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
         eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
-        progress: bool = True, log=print) -> dict[str, Any]:
-    """Train ``model_name`` on ``train``; evaluate on ``eval_data`` after each epoch.
+        progress: bool = True, log=print, precision: str = "auto",
+        time_budget: float | None = None) -> dict[str, Any]:
+    """Train ``model_name`` on ``train``; evaluate on ``eval_data`` every ``eval_every`` epochs.
 
-    Writes config, environment, per-epoch log, checkpoints, final weights, metrics and
-    plots into ``out``; returns the final metrics.
+    With ``time_budget`` (seconds) the number of epochs is chosen so that the whole
+    schedule ends within it (see :mod:`tinycifar.budget`). Writes config, environment,
+    per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
+    final metrics.
     """
+    started = time.perf_counter()
     out = Path(out)
     check_writable(out)
     dev = resolve_device(device)
-    config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
-              "eval_on": eval_name, "train_images": len(train[0]), "eval_images": len(eval_data[0])}
-
-    torch.manual_seed(seed)
-    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, recipe)
+    precision = resolve_precision(precision, dev)
     images, labels = train
     batch_size = min(recipe.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
+
+    if time_budget is not None:
+        recipe = _recipe_for_budget(model_name, recipe, out, train, eval_data, dev, precision,
+                                    time_budget - (time.perf_counter() - started), resume, log)
+    config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
+              "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
+              "precision": precision, "time_budget_s": time_budget}
+
+    torch.manual_seed(seed)
+    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+    init_from_data(model, images, dev)
+    optimizer = make_optimizer(model, recipe)
     total_steps = recipe.epochs * steps_per_epoch
     warmup = round(recipe.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup))
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
-           if recipe.ema_decay else None)
+    averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
+    flipper = augment.AlternatingFlip(len(images), seed) if recipe.alt_flip else None
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -136,13 +161,12 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         state = load_checkpoint(out)
         if state["config"] != config:
             raise TinyCifarError(f"--resume: the run in {out} was started with a different "
-                                 "configuration (model, recipe, seed or data); resume it with the "
-                                 "same options, or start a new run in another --out")
+                                 "configuration (model, recipe, seed, data or precision); resume it "
+                                 "with the same options, or start a new run in another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        averager.load_state_dict(state["averager"])
         history, start_epoch = state["history"], state["epoch"] + 1
         # The log may hold an epoch the checkpoint does not (killed in between, or resumed
         # from previous.pt): the checkpoint's history is the truth.
@@ -150,8 +174,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         log(f"resuming {out} after epoch {start_epoch} of {recipe.epochs}")
     else:
         _write_json(out / "config.json", config)
-        _write_json(out / "environment.json", environment(dev))
+        _write_json(out / "environment.json", environment(dev, precision))
         (out / "log.jsonl").write_text("")
+    log(f"precision {describe_precision(precision, dev)} on {_device_name(dev)}")
 
     log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
         f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
@@ -171,75 +196,108 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         for step in bar:
             lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
             idx = perm[step * batch_size:(step + 1) * batch_size]
-            x = augment_batch(prepare(device_images[idx], dev), recipe, g)
+            flip = (lambda x: flipper(x, idx, epoch)) if flipper is not None else None
+            x = augment_batch(prepare(device_images[idx], dev), recipe, g, flip)
             y = device_labels[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            with autocast(precision, dev):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            averager.update(model, epoch * steps_per_epoch + step)
             # Accumulate on the device: a .item() per step would force a sync on GPU.
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
         seen = steps_per_epoch * batch_size
-        final_model = ema.module if ema is not None else model
-        eval_loss, eval_acc = evaluate_loss_acc(final_model, eval_data, dev)
         row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
-               "train_acc": correct.item() / seen, f"{eval_name}_loss": eval_loss,
-               f"{eval_name}_acc": eval_acc, "lr": lr,
-               "seconds": time.perf_counter() - t0}
+               "train_acc": correct.item() / seen, f"{eval_name}_loss": None, f"{eval_name}_acc": None,
+               "lr": lr}
+        if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+            row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
+                averager.final(model), eval_data, dev, precision)
+        row["seconds"] = time.perf_counter() - t0
         history.append(row)
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(),
-                         "ema": ema.state_dict() if ema is not None else None,
+                         "scheduler": scheduler.state_dict(), "averager": averager.state_dict(),
                          "epoch": epoch, "config": config, "history": history}, out)
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         log(_format_row(row, eval_name))
 
-    final_model = ema.module if ema is not None else model
+    final_model = averager.final(model)
     save_weights(final_model, out / "model.safetensors",
                  {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs)})
     last = history[-1]
     metrics = {"model": model_name, "seed": seed,
                "params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
-               "epochs": recipe.epochs, f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
+               "epochs": recipe.epochs, "precision": precision,
+               f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
                f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
-               "train_seconds": sum(r["seconds"] for r in history)}
+               "train_seconds": sum(r["seconds"] for r in history),
+               "wall_seconds": time.perf_counter() - started if not resume else None}
     _write_json(out / "metrics.json", metrics)
     plot_history(history, eval_name, out / "curves.png")
     return metrics
 
 
-def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device) -> tuple[float, float]:
-    logits = predict_logits(model, data[0], dev)
-    return F.cross_entropy(logits, data[1]).item(), (logits.argmax(1) == data[1]).float().mean().item()
+def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
+                       dev: torch.device, precision: str, seconds: float, resume: bool, log) -> Recipe:
+    """The recipe with as many epochs as fit ``seconds``; a resumed run keeps its own."""
+    from tinycifar.budget import epochs_within
+
+    if resume:
+        saved = load_checkpoint(out)["config"]["recipe"]
+        return dataclasses.replace(recipe, epochs=saved["epochs"], warmup_epochs=saved["warmup_epochs"])
+    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+    plan = epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
+                         precision)
+    log(plan.describe())
+    # Warm-up keeps its share of the schedule, and is never longer than the run.
+    warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
+    return dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
+
+
+def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device,
+                      precision: str = "fp32") -> tuple[float, float]:
+    from tinycifar.evaluate import metrics_from_logits  # the one definition of accuracy
+
+    logits = predict_logits(model, data[0], dev, precision=precision)
+    return F.cross_entropy(logits, data[1]).item(), metrics_from_logits(logits, data[1])["accuracy"]
 
 
 def _format_row(row: dict[str, Any], eval_name: str) -> str:
+    loss, acc = row[eval_name + "_loss"], row[eval_name + "_acc"]
+    evaluated = f"{loss:>10.4f} {acc:>9.2%}" if acc is not None else f"{'-':>10} {'-':>9}"
     return (f"{row['epoch']:>5} {row['train_loss']:>10.4f} {row['train_acc']:>9.2%} "
-            f"{row[eval_name + '_loss']:>10.4f} {row[eval_name + '_acc']:>9.2%} "
-            f"{row['lr']:>8.4f} {row['seconds']:>7.1f}")
+            f"{evaluated} {row['lr']:>8.4f} {row['seconds']:>7.1f}")
 
 
-def environment(dev: torch.device) -> dict[str, Any]:
+def environment(dev: torch.device, precision: str = "fp32") -> dict[str, Any]:
+    cpu = cpu_info()
     return {"torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.processor(),
-            "device": str(dev), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "cpu": cpu["model"], "cpu_flags": cpu["flags"],
+            "device": str(dev), "precision": precision, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
             "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
 
 
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    cpu = cpu_info()
+    return f"{cpu['model']} ({', '.join(cpu['flags']) or 'no AVX flags'}), {torch.get_num_threads()} threads"
+
+
 def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> None:
-    epochs = [r["epoch"] for r in history]
     fig = new_figure(10, 4)
     ax1, ax2 = fig.subplots(1, 2)
-    for split, style in (("train", "-"), (eval_name, "--")):
+    for split, style in (("train", "-"), (eval_name, "o--")):
         label = "train (label-smoothed)" if split == "train" else split
-        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=label)
-        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, label=split)
+        rows = [r for r in history if r[f"{split}_acc"] is not None]  # eval_every skips some
+        ax1.plot([r["epoch"] for r in rows], [r[f"{split}_loss"] for r in rows], style, label=label)
+        ax2.plot([r["epoch"] for r in rows], [100 * r[f"{split}_acc"] for r in rows], style, label=split)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
@@ -255,7 +313,9 @@ def _write_json(path: Path, value: Any) -> None:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    p.add_argument("--recipe", default="default", help="packaged recipe name or TOML file")
+    p.add_argument("--recipe", default=None,
+                   help="packaged recipe (classic, fast) or a TOML file (default: the model's own, "
+                        "fast for fastnet, classic for the others)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -264,6 +324,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "(use for any tuning); 0 trains on all 50,000 (default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
+    p.add_argument("--time", default=None, metavar="DURATION",
+                   help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recipe_flags(p)
 
@@ -272,8 +336,11 @@ def run(args: argparse.Namespace) -> int:
     from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
     from tinycifar.summary import format_summary, summarize
 
-    recipe = apply_overrides(load_recipe(args.recipe), args)
+    from tinycifar.budget import parse_duration
+
+    recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
     # Every option is checked before the data is loaded (or downloaded): fail fast.
+    budget = parse_duration(args.time) if args.time is not None else None
     n_train = len(SPLIT_FILES["train"]) * _BATCH_SIZE
     if not 0 <= args.val_split < n_train:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
@@ -287,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
     train, val = split_validation(train, args.val_split)
     eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
-                  device=args.device, resume=args.resume, progress=not args.no_progress)
+                  device=args.device, resume=args.resume, progress=not args.no_progress,
+                  precision=args.precision, time_budget=budget)
     print(json.dumps(metrics, indent=2))
     print(f"run folder: {out}")
     return 0

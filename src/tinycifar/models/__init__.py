@@ -14,18 +14,22 @@ from tinycifar.errors import TinyCifarError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_RECIPES: dict[str, str] = {}
 
 DEFAULT_MODEL = "tinynet"
 
 
-def register_model(name: str, description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register a constructor under ``name`` with a one-line description."""
+def register_model(name: str, description: str,
+                   recipe: str = "classic") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a constructor under ``name`` with a one-line description and
+    the packaged recipe ``tinycifar train`` uses for it unless told otherwise."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = fn
         _DESCRIPTIONS[name] = description
+        _RECIPES[name] = recipe
         return fn
 
     return wrap
@@ -38,6 +42,12 @@ def list_models() -> list[str]:
 def describe_model(name: str) -> str:
     _check(name)
     return _DESCRIPTIONS[name]
+
+
+def model_recipe(name: str) -> str:
+    """The packaged recipe a model trains with by default."""
+    _check(name)
+    return _RECIPES[name]
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
@@ -54,6 +64,7 @@ def _check(name: str) -> None:
 # Importing the entry modules fills the registry (order = README table order).
 # isort: off
 from tinycifar.models import tinynet  # noqa: E402,F401
+from tinycifar.models import fastnet  # noqa: E402,F401
 from tinycifar.models import dilatednet  # noqa: E402,F401
 from tinycifar.models import senet  # noqa: E402,F401
 from tinycifar.models import unshufflenet  # noqa: E402,F401

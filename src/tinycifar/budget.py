@@ -1,0 +1,115 @@
+"""Training to a time budget: ``tinycifar train --time 5m``.
+
+For users who know how long they have, not how many epochs they need. A few training
+steps and a slice of evaluation are timed on a throw-away copy of the model (after two
+warm-up steps, so one-off kernel selection is not counted), and the number of epochs is
+the largest whose whole schedule, warm-up to zero learning rate, fits what is left of the
+budget with a safety margin. The schedule is then fixed: a resumed run keeps it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import predict_logits, prepare
+from tinycifar.precision import autocast
+from tinycifar.recipe import Recipe
+
+MARGIN = 0.9  # timings on a shared machine drift by several percent within minutes
+END_RESERVE_S = 2.0  # final weights, metrics and the curves plot
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``5m``, ``1h``, ``1h30m`` or a bare number of seconds → seconds."""
+    t = text.strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", t)
+    if not t or parts is None or not any(parts.groups()):
+        raise TinyCifarError(f"--time {text!r} is not a duration; write it like 90s, 5m, 1h or 1h30m")
+    h, m, s = (float(x) if x else 0.0 for x in parts.groups())
+    seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise TinyCifarError(f"--time must be longer than zero (got {text!r})")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Plan:
+    epochs: int
+    budget_s: float
+    step_s: float
+    epoch_s: float
+    eval_s: float
+    evals: int
+
+    @property
+    def expected_s(self) -> float:
+        return self.epochs * self.epoch_s + self.evals * self.eval_s
+
+    def describe(self) -> str:
+        return (f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
+                f"{self.epoch_s:.1f} s an epoch, {self.eval_s:.1f} s an evaluation -> "
+                f"{self.epochs} epochs (about {self.expected_s:.0f} s)")
+
+
+def evaluations(epochs: int, every: int) -> int:
+    """How many times a run of ``epochs`` evaluates (every ``every`` epochs and at the end)."""
+    return epochs // every + (epochs % every != 0)
+
+
+def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
+                  train: tuple[torch.Tensor, torch.Tensor], eval_data: tuple[torch.Tensor, torch.Tensor],
+                  dev: torch.device, precision: str, steps: int = 5) -> Plan:
+    """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
+    from tinycifar.train import augment_batch
+
+    started = time.perf_counter()
+    images, labels = train
+    batch_size = min(recipe.batch_size, len(images))
+    steps_per_epoch = len(images) // batch_size
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        x = augment_batch(prepare(images[idx], dev), recipe, g)
+        with autocast(precision, dev):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels[idx].to(dev))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # wait for the device
+        times.append(time.perf_counter() - t0)
+    step_s = sorted(times[2:])[len(times[2:]) // 2]  # median: one slow step is noise, not speed
+
+    t0 = time.perf_counter()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, io.BytesIO())
+    checkpoint_s = 2 * (time.perf_counter() - t0)  # written to disk, with the previous kept
+
+    sample = min(len(eval_data[0]), 1000)
+    t0 = time.perf_counter()
+    predict_logits(model, eval_data[0][:sample], dev, precision=precision)
+    eval_s = (time.perf_counter() - t0) * len(eval_data[0]) / sample
+
+    epoch_s = steps_per_epoch * step_s + checkpoint_s
+    left = (seconds - (time.perf_counter() - started)) * MARGIN - END_RESERVE_S
+    epochs = 0
+    while left >= (epochs + 1) * epoch_s + evaluations(epochs + 1, recipe.eval_every) * eval_s:
+        epochs += 1
+    plan = Plan(epochs, seconds, step_s, epoch_s, eval_s, evaluations(max(epochs, 1), recipe.eval_every))
+    if epochs < 1:
+        need = math.ceil((epoch_s + eval_s + END_RESERVE_S) / MARGIN + (time.perf_counter() - started))
+        raise TinyCifarError(f"--time {seconds:.0f}s is too short: one epoch and its evaluation take "
+                             f"about {epoch_s + eval_s:.0f} s here; give at least --time {need}s")
+    return plan

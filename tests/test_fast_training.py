@@ -1,0 +1,203 @@
+"""The fast recipe's pieces: whitening stem, alternating flip, Lookahead, bias learning
+rate, evaluation every k epochs, precision, and the time budget."""
+
+import json
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+from tinycifar import cli
+from tinycifar.augment import AlternatingFlip
+from tinycifar.averaging import Lookahead
+from tinycifar.budget import evaluations, parse_duration
+from tinycifar.errors import TinyCifarError
+from tinycifar.models import create_model
+from tinycifar.precision import autocast, cpu_info, resolve_precision
+from tinycifar.recipe import Recipe, load_recipe
+from tinycifar.train import fit, make_optimizer
+
+QUIET = {"progress": False, "log": lambda *_: None}
+FAST_TINY = Recipe(epochs=3, batch_size=64, lr=0.3, momentum=0.85, warmup_epochs=0.6, label_smoothing=0.2,
+                   lookahead=5, bias_lr_scale=8.0, alt_flip=True, eval_every=2)
+
+
+def test_fastnet_whitening_is_fitted_from_the_training_images_and_saved(tmp_path, tiny_data):
+    fit("fastnet", FAST_TINY, tmp_path, *tiny_data, **QUIET)
+    saved = load_file(tmp_path / "model.safetensors")
+    untouched = create_model("fastnet").whiten.weight
+    assert saved["whiten.weight"].shape == untouched.shape
+    assert not torch.equal(saved["whiten.weight"], untouched)
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    x = torch.arange(6 * 4, dtype=torch.float).view(6, 1, 1, 4)
+    index = torch.tensor([5, 0, 3, 1, 2, 4])
+    flip = AlternatingFlip(6, seed=3)
+    e0, e1, e2 = (flip(x, index, e) for e in range(3))
+    assert torch.equal(e0, e2)
+    for a, b, img in zip(e0, e1, x):
+        assert {tuple(a.flatten().tolist()), tuple(b.flatten().tolist())} == \
+               {tuple(img.flatten().tolist()), tuple(img.flip(2).flatten().tolist())}
+    assert torch.equal(AlternatingFlip(6, seed=3)(x, index, 0), e0)  # the same coins for a resumed run
+
+
+def test_lookahead_pulls_back_and_hands_over_the_slow_weights():
+    model = nn.Linear(2, 1, bias=False)
+    look = Lookahead(model, total_steps=10, every=5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    look.update(model, 4)  # step 5 of 10: decay = 0.95**5 * 0.5**3
+    decay = 0.95 ** 5 * 0.125
+    expected = start * decay + (start + 1) * (1 - decay)
+    assert torch.allclose(model.weight, expected) and torch.allclose(look.slow["weight"], expected)
+    with torch.no_grad():
+        model.weight.add_(5.0)
+    look.update(model, 9)  # the last step: the model becomes the slow copy
+    assert torch.allclose(model.weight, expected)
+
+
+def test_norm_biases_get_their_own_learning_rate():
+    model = create_model("fastnet")
+    opt = make_optimizer(model, Recipe(lr=0.5, bias_lr_scale=64.0))
+    bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    (group,) = [g for g in opt.param_groups if {id(p) for p in g["params"]} == bn_biases]
+    assert group["lr"] == 32.0 and group["weight_decay"] == 0.0
+    frozen = id(model.whiten.weight)
+    assert all(frozen != id(p) for g in opt.param_groups for p in g["params"])
+
+
+def test_fast_recipe_run_evaluates_every_k_epochs_and_resumes_identically(tmp_path, tiny_data):
+    fit("fastnet", FAST_TINY, tmp_path / "full", *tiny_data, **QUIET)
+    rows = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["test_acc"] is not None for r in rows] == [False, True, True]  # every 2, and the last
+
+    run = tmp_path / "run"
+    fit("fastnet", FAST_TINY, run, *tiny_data, **QUIET)
+    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit("fastnet", FAST_TINY, run, *tiny_data, resume=True, **QUIET)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recipe_refuses_two_kinds_of_averaging_and_bad_new_fields():
+    with pytest.raises(TinyCifarError, match="ema_decay and lookahead"):
+        Recipe(ema_decay=0.99, lookahead=5)
+    with pytest.raises(TinyCifarError, match="eval_every must be at least 1"):
+        Recipe(eval_every=0)
+    with pytest.raises(TinyCifarError, match="bias_lr_scale must be positive"):
+        Recipe(bias_lr_scale=0.0)
+
+
+def test_packaged_fast_recipe_loads():
+    r = load_recipe("fast")
+    assert r.alt_flip and r.lookahead and r.epochs < Recipe().epochs
+
+
+# --- precision ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, expected", [(["avx2"], "fp32"), (["avx2", "avx512f", "avx512_bf16"], "bf16"),
+                                             (["amx_bf16"], "bf16")])
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr("tinycifar.precision.cpu_info", lambda: {"model": "test", "flags": flags})
+    monkeypatch.setattr("tinycifar.precision.BF16_PARITY_SHOWN", True)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr("tinycifar.precision.BF16_PARITY_SHOWN", False)  # not yet measured: fp32
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(TinyCifarError, match="unknown precision"):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_cpu_info_names_the_cpu():
+    info = cpu_info()
+    assert info["model"] and isinstance(info["flags"], list)
+
+
+def test_bf16_keeps_weights_optimizer_state_bn_statistics_and_loss_in_fp32(tiny_data):
+    model = create_model("tinynet").to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, Recipe())
+    images, labels = tiny_data[0]
+    x = images[:32].float().contiguous(memory_format=torch.channels_last) / 255
+    with autocast("bf16", torch.device("cpu")):
+        logits = model(x)
+    assert logits.dtype == torch.bfloat16  # the forward pass did run in bf16
+    loss = nn.functional.cross_entropy(logits.float(), labels[:32])
+    loss.backward()
+    opt.step()
+    assert loss.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+    assert all(b.dtype in (torch.float32, torch.int64) for b in model.buffers())
+    assert all(v.dtype == torch.float32 for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+def test_bf16_run_records_its_precision(tmp_path, tiny_data):
+    (images, labels), (test_images, test_labels) = tiny_data  # bf16 is emulated on most CPUs: keep it tiny
+    metrics = fit("tinynet", Recipe(epochs=1, batch_size=64, warmup_epochs=0.5), tmp_path,
+                  (images[:128], labels[:128]), (test_images[:20], test_labels[:20]), precision="bf16", **QUIET)
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert metrics["precision"] == env["precision"] == "bf16"
+    assert env["cpu"] and "cpu_flags" in env
+
+
+# --- time budget -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400),
+                                           ("45", 45), ("2.5m", 150)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m", "-3m", "0s", "1m1h"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(TinyCifarError, match="--time"):
+        parse_duration(text)
+
+
+def test_evaluations_count_the_last_epoch():
+    assert [evaluations(e, 3) for e in (1, 3, 4, 6, 7)] == [1, 1, 2, 2, 3]
+
+
+def test_time_budget_picks_the_epochs_and_ends_within_it(tmp_path, tiny_data):
+    lines = []
+    budget = 30.0
+    t0 = time.perf_counter()
+    metrics = fit("tinynet", Recipe(batch_size=32, epochs=50), tmp_path, *tiny_data, time_budget=budget,
+                  progress=False, log=lines.append)
+    took = time.perf_counter() - t0
+    assert took <= budget
+    plan = [line for line in lines if line.startswith("time budget")]
+    assert plan and f"-> {metrics['epochs']} epochs" in plan[0]
+    # The budget, not the recipe's 50 epochs, set the length (a few here; under load, fewer).
+    assert 1 <= metrics["epochs"] < 50
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["recipe"]["epochs"] == metrics["epochs"] and config["time_budget_s"] == budget
+
+
+def test_time_budget_too_short_says_how_long_to_ask_for(tmp_path, tiny_data):
+    with pytest.raises(TinyCifarError, match=r"too short.*give at least --time \d+s"):
+        fit("tinynet", Recipe(batch_size=32), tmp_path, *tiny_data, time_budget=0.5, **QUIET)
+
+
+def test_bad_time_option_is_one_line_exit_2(capsys):
+    assert cli.main(["train", "--time", "soon"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a duration" in err
+
+
+def test_each_model_trains_with_its_own_packaged_recipe():
+    from tinycifar.models import list_models, model_recipe
+    from tinycifar.recipe import RECIPE_NAMES
+
+    assert model_recipe("fastnet") == "fast" and model_recipe("tinynet") == "classic"
+    assert all(model_recipe(m) in RECIPE_NAMES for m in list_models())
