@@ -26,6 +26,7 @@ from tinycifar import cli, train
 from tinycifar.data import load_cifar10
 from tinycifar.evaluate import evaluate
 from tinycifar.inference import resolve_device
+from tinycifar.models import model_recipe
 from tinycifar.pretrained import load_model
 
 
@@ -67,7 +68,8 @@ def main() -> None:
         sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
         return f"{statistics.mean(xs):.2f} ± {sd:.2f} %  (min {min(xs):.2f}, max {max(xs):.2f})"
 
-    print(f"\nmodel {targs.model}, {results[0]['params']:,} params, recipe {targs.recipe}, "
+    recipe = targs.recipe or model_recipe(targs.model)
+    print(f"\nmodel {targs.model}, {results[0]['params']:,} params, recipe {recipe}, "
           f"{len(results)} seeds, {eval_name} set of {len(eval_labels):,} images, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{eval_name} accuracy      : {spread('acc')}")

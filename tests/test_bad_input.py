@@ -294,7 +294,7 @@ CASES = [
     Case("download-connection-refused", lambda e: train(e, data_dir=refused_port(e)), 2,
          rf"downloading \S+ failed: .*refused.*{BY_HAND}", check=no_partial_download),
     # --- weights (evaluate; checked before the data) ---
-    Case("weights-of-another-model", lambda e: evaluate(e, weights=seed_weights(e, {"model": "seed"})), 2,
+    Case("weights-of-another-model", lambda e: evaluate(e, "--model", "tinynet", weights=seed_weights(e, {"model": "seed"})), 2,
          r"seed\.safetensors holds weights for model 'seed', not 'tinynet': pass --model seed", before_data=True),
     Case("weights-of-another-model-no-metadata", lambda e: evaluate(e, weights=seed_weights(e, {})), 2,
          r"seed\.safetensors holds weights \(with no model name in the file\) that do not fit this architecture "

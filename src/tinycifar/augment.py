@@ -97,6 +97,18 @@ class AlternatingFlip:
     def __init__(self, n_images: int, seed: int) -> None:
         self.coins = torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int, g: torch.Generator) -> torch.Tensor:
         mask = self.coins[index.cpu()] ^ bool(epoch % 2)
         return torch.where(mask.to(x.device)[:, None, None, None], x.flip(3), x)
+
+
+class RandomFlip:
+    """A fresh coin for every image every epoch (:func:`random_flip`), with the
+    interface of :class:`AlternatingFlip`."""
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int, g: torch.Generator) -> torch.Tensor:
+        return random_flip(x, g)
+
+
+def make_flip(alternating: bool, n_images: int, seed: int) -> AlternatingFlip | RandomFlip:
+    return AlternatingFlip(n_images, seed) if alternating else RandomFlip()

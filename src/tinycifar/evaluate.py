@@ -26,7 +26,7 @@ from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
 from tinycifar.paths import writable_dir
 from tinycifar.precision import PRECISIONS, resolve_precision
-from tinycifar.pretrained import load_model, pretrained_path
+from tinycifar.pretrained import load_model, pretrained_path, resolve_model_name
 
 GALLERY_SIZE = 40
 _GALLERY_COLS = 8
@@ -176,7 +176,8 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -194,6 +195,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    args.model = resolve_model_name(args.model, args.weights)
     weights = Path(args.weights) if args.weights is not None else pretrained_path(args.model)
     model = load_model(args.model, args.weights, device)
     out = Path(args.out)

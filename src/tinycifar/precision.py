@@ -3,8 +3,8 @@
 Only the forward pass's matmuls and convolutions run in bf16 under autocast; weights,
 optimizer state, BatchNorm statistics and the loss stay fp32
 (``tests/test_fast_training.py`` checks it). On a CPU without native bf16 (no
-``avx512_bf16`` / ``amx_bf16``) bf16 is emulated: about 12× slower than fp32 on an
-AVX2 EPYC, so ``auto`` never picks it there.
+``avx512_bf16`` / ``amx_bf16``) bf16 is emulated: 7–14× slower than fp32 on an AVX2
+EPYC (``benchmarks/precision_speed.py``), so ``auto`` never picks it there.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
 from tinycifar.precision import PRECISIONS, resolve_precision
-from tinycifar.pretrained import load_model
+from tinycifar.pretrained import load_model, resolve_model_name
 
 SIZE = 32
 # The most pixels we ever decode: Pillow's own decompression-bomb threshold (~89.5 MP,
@@ -169,7 +169,8 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str =
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -180,7 +181,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model = load_model(args.model, args.weights, device)
+    model = load_model(resolve_model_name(args.model, args.weights), args.weights, device)
     names, tensors, failed = [], [], 0
     for name in args.images:
         try:

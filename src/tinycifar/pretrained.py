@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from tinycifar.checkpoint import load_weights
 from tinycifar.errors import TinyCifarError
-from tinycifar.models import create_model, describe_model
+from tinycifar.models import DEFAULT_MODEL, create_model, describe_model
 
 
 def pretrained_path(model_name: str) -> Path:
@@ -26,6 +26,16 @@ def pretrained_path(model_name: str) -> Path:
     """
     describe_model(model_name)  # TinyCifarError for an unknown name
     return Path(str(files("tinycifar").joinpath("weights", f"{model_name}.safetensors")))
+
+
+def resolve_model_name(model_name: str | None, weights: Path | str | None) -> str:
+    """The model to build: as given; else the one a weights file names in its metadata
+    (every run's ``model.safetensors`` does); else the default model."""
+    if model_name is not None:
+        return model_name
+    if weights is not None:
+        return _metadata_model(Path(weights)) or DEFAULT_MODEL
+    return DEFAULT_MODEL
 
 
 def load_model(model_name: str, weights: Path | str | None, device: torch.device | str) -> nn.Module:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -61,8 +62,9 @@ def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
 
 
 def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator,
-                  flip: "callable[[torch.Tensor], torch.Tensor] | None" = None) -> torch.Tensor:
-    """The recipe's augmentations on one normalised batch; ``flip`` replaces the random flip."""
+                  flip: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The recipe's augmentations on one normalised batch; ``flip`` (the loop's
+    :func:`augment.make_flip`, bound to the batch) replaces the plain random flip."""
     if recipe.translate:
         x = augment.random_translate(x, recipe.translate, g)
     if recipe.flip:
@@ -153,7 +155,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup))
     averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
-    flipper = augment.AlternatingFlip(len(images), seed) if recipe.alt_flip else None
+    flipper = augment.make_flip(recipe.alt_flip, len(images), seed)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -196,8 +198,8 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         for step in bar:
             lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
             idx = perm[step * batch_size:(step + 1) * batch_size]
-            flip = (lambda x: flipper(x, idx, epoch)) if flipper is not None else None
-            x = augment_batch(prepare(device_images[idx], dev), recipe, g, flip)
+            x = augment_batch(prepare(device_images[idx], dev), recipe, g,
+                              functools.partial(flipper, index=idx, epoch=epoch, g=g))
             y = device_labels[idx]
             with autocast(precision, dev):
                 logits = model(x)

@@ -16,7 +16,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _RECIPES: dict[str, str] = {}
 
-DEFAULT_MODEL = "tinynet"
+DEFAULT_MODEL = "fastnet"
 
 
 def register_model(name: str, description: str,
@@ -63,8 +63,8 @@ def _check(name: str) -> None:
 
 # Importing the entry modules fills the registry (order = README table order).
 # isort: off
-from tinycifar.models import tinynet  # noqa: E402,F401
 from tinycifar.models import fastnet  # noqa: E402,F401
+from tinycifar.models import tinynet  # noqa: E402,F401
 from tinycifar.models import dilatednet  # noqa: E402,F401
 from tinycifar.models import senet  # noqa: E402,F401
 from tinycifar.models import unshufflenet  # noqa: E402,F401

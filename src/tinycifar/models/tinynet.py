@@ -1,4 +1,5 @@
-"""``tinynet``: the default. A plain CNN shaped for CPU speed, airbench-style.
+"""``tinynet``: the default before fastnet (and its shipped weights still ship). A plain CNN
+shaped for CPU speed.
 
 Downsample early (the stem pools to 16×16 at once: most CPU time is spent where
 resolution is high), full 3×3 convolutions while channels are few (they run faster on
