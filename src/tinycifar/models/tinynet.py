@@ -40,6 +40,6 @@ class TinyNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-@register_model("tinynet", "default: fast plain CNN, DS convs where wide, ECA attention")
+@register_model("tinynet", "plain CNN for CPU speed, DS convs where wide, ECA attention (classic recipe)")
 def tinynet(num_classes: int = 10) -> nn.Module:
     return TinyNet(num_classes)
