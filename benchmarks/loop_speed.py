@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from tinycifar import augment
 from tinycifar.inference import prepare
-from tinycifar.models import DEFAULT_MODEL, create_model
+from tinycifar.models import create_model
 from tinycifar.recipe import Recipe
 from tinycifar.train import augment_batch, make_optimizer
 
@@ -38,9 +38,10 @@ def per_image_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.stack(out).contiguous(memory_format=torch.channels_last)
 
 
-def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: int, bs: int) -> float:
+def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: int, bs: int,
+                model_name: str) -> float:
     torch.manual_seed(0)
-    model = create_model(DEFAULT_MODEL)
+    model = create_model(model_name)
     if name != "contiguous":
         model = model.to(memory_format=torch.channels_last)
     recipe = Recipe()
@@ -69,6 +70,7 @@ def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tinynet", help="the README's table is tinynet's (default)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=512)
     args = p.parse_args()
@@ -76,8 +78,8 @@ def main() -> None:
     images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (50_000,), generator=g)
     variants = ["shipped", "contiguous", "per-image aug", "float32 data"]
-    speeds = {v: run_variant(v, images, labels, args.steps, args.batch_size) for v in variants}
-    print(f"{DEFAULT_MODEL}, batch {args.batch_size}, {args.steps} steps, torch {torch.__version__}, "
+    speeds = {v: run_variant(v, images, labels, args.steps, args.batch_size, args.model) for v in variants}
+    print(f"{args.model}, batch {args.batch_size}, {args.steps} steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print("| variant | train img/s | vs shipped |\n|---|---:|---:|")
     for v, s in speeds.items():
