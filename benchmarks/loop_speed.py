@@ -1,6 +1,6 @@
 """What each design choice of the training loop buys, measured side by side in one process.
 
-Each variant runs the same number of real training steps of the default model on real-sized
+Each variant runs the same number of real training steps of a model (tinynet unless --model) on real-sized
 random uint8 data and reports images/s and the ratio to the shipped loop:
 
 - ``shipped``: uint8 data in memory, batch gathered by index, normalised and augmented as
