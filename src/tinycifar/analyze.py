@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from tinycifar.data import CLASSES, channel_stats, load_cifar10
-from tinycifar.errors import TinyCifarError
 from tinycifar.paths import writable_dir
 from tinycifar.figures import new_figure, save_figure
 

@@ -18,17 +18,14 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from tinycifar.checkpoint import save_checkpoint
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare
-from tinycifar.precision import autocast
 from tinycifar.recipe import Recipe
 
 MARGIN = 0.85  # timings on a shared 2-core VM drift by 10% and more within minutes
 END_RESERVE_S = 2.0  # final weights, metrics and the curves plot
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_duration(text: str) -> float:
@@ -72,7 +69,7 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
                   train: tuple[torch.Tensor, torch.Tensor], eval_data: tuple[torch.Tensor, torch.Tensor],
                   dev: torch.device, precision: str, steps: int = 6) -> Plan:
     """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
-    from tinycifar.train import augment_batch
+    from tinycifar.train import augment_batch, train_step
 
     started = time.perf_counter()
     images, labels = train
@@ -81,16 +78,11 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
     g = torch.Generator().manual_seed(0)
     model.train()
     times = []
-    for i in range(steps + 2):
+    for _ in range(steps + 2):
         t0 = time.perf_counter()
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x = augment_batch(prepare(images[idx], dev), recipe, g)
-        with autocast(precision, dev):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), labels[idx].to(dev))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = train_step(model, optimizer, x, labels[idx].to(dev), recipe.label_smoothing, precision, dev)
         loss.item()  # wait for the device
         times.append(time.perf_counter() - t0)
     step_s = sum(times[2:]) / len(times[2:])  # the mean: a run pays for its slow steps too

@@ -25,7 +25,7 @@ from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
 from tinycifar.paths import writable_dir
-from tinycifar.precision import PRECISIONS, resolve_precision
+from tinycifar.precision import add_precision_flag, resolve_precision
 from tinycifar.pretrained import load_model, pretrained_path, resolve_model_name
 
 GALLERY_SIZE = 40
@@ -183,8 +183,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
+    add_precision_flag(p)
     p.add_argument("--tta", action="store_true",
                    help="also report accuracy with horizontal-flip test-time augmentation")
     p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",

@@ -9,6 +9,7 @@ EPYC (``benchmarks/precision_speed.py``), so ``auto`` never picks it there.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import platform
 from functools import lru_cache
@@ -60,6 +61,13 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         return "bf16" if BF16_PARITY_SHOWN and native_bf16(device) else "fp32"
     return name
+
+
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, the same for train, evaluate and predict."""
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 "
+                             "natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
 
 
 def describe(precision: str, device: torch.device) -> str:

@@ -23,7 +23,7 @@ from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
-from tinycifar.precision import PRECISIONS, resolve_precision
+from tinycifar.precision import add_precision_flag, resolve_precision
 from tinycifar.pretrained import load_model, resolve_model_name
 
 SIZE = 32
@@ -174,8 +174,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
+    add_precision_flag(p)
     p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
 
 

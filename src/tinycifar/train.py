@@ -41,7 +41,7 @@ from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
 from tinycifar.models import DEFAULT_MODEL, create_model, model_recipe
 from tinycifar.paths import writable_dir
-from tinycifar.precision import PRECISIONS, autocast, cpu_info, resolve_precision
+from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
 from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe
 
@@ -93,14 +93,29 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                            momentum=recipe.momentum, nesterov=recipe.momentum > 0)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               label_smoothing: float, precision: str, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step: forward (under the precision's autocast), fp32 loss, backward, update.
+    Returns the loss and the logits, still on the device."""
+    with autocast(precision, dev):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
 
 
 def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) -> None:
     """Fit every data-initialised layer (the patch-whitening stem) on training images."""
-    for m in model.modules():
-        if isinstance(m, PatchWhitening):
-            m.fit(prepare(images[:WHITENING_IMAGES], dev))
+    layers = [m for m in model.modules() if isinstance(m, PatchWhitening)]
+    if layers:
+        sample = prepare(images[:WHITENING_IMAGES], dev)
+        for m in layers:
+            m.fit(sample)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -201,12 +216,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
             x = augment_batch(prepare(device_images[idx], dev), recipe, g,
                               functools.partial(flipper, index=idx, epoch=epoch, g=g))
             y = device_labels[idx]
-            with autocast(precision, dev):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = train_step(model, optimizer, x, y, recipe.label_smoothing, precision, dev)
             scheduler.step()
             averager.update(model, epoch * steps_per_epoch + step)
             # Accumulate on the device: a .item() per step would force a sync on GPU.
@@ -326,8 +336,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "(use for any tuning); 0 trains on all 50,000 (default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="fp32, or bf16 autocast (fast only where the CPU or GPU runs bf16 natively); auto: fp32 until bf16 is shown to cost no accuracy (default)")
+    add_precision_flag(p)
     p.add_argument("--time", default=None, metavar="DURATION",
                    help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -335,10 +344,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tinycifar.budget import parse_duration
     from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
     from tinycifar.summary import format_summary, summarize
-
-    from tinycifar.budget import parse_duration
 
     recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
     # Every option is checked before the data is loaded (or downloaded): fail fast.
