@@ -3,6 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinycifar import augment
+from tinycifar.augment import Augmentation
 
 
 def gen(seed=0):
@@ -13,9 +14,17 @@ def ramp(b=8, c=3, h=32, w=32):
     return torch.arange(b * c * h * w, dtype=torch.float32).reshape(b, c, h, w)
 
 
+def draws(n, seed=0, **kinds):
+    """One epoch's draws of an Augmentation with only ``kinds`` on, in image order."""
+    aug = Augmentation(n, seed, **{"flip": False, **kinds})
+    d = aug.draw(0, gen(seed), torch.device("cpu"))
+    return aug, d
+
+
 def test_flip_mirrors_about_half_and_keeps_the_rest():
     x = ramp(64)
-    y = augment.random_flip(x, gen())
+    aug, d = draws(64, flip=True)
+    y = augment.flip(x, d.flips)
     flipped = [torch.equal(y[i], x[i].flip(2)) for i in range(64)]
     kept = [torch.equal(y[i], x[i]) for i in range(64)]
     assert all(f != k for f, k in zip(flipped, kept))  # each image exactly one of the two
@@ -26,25 +35,29 @@ def test_flip_mirrors_about_half_and_keeps_the_rest():
 @settings(max_examples=25, deadline=None)
 def test_translate_is_a_crop_of_the_reflect_padded_image(pad, seed):
     x = ramp(4, 3, 12, 12)
-    y = augment.random_translate(x, pad, gen(seed))
+    _, d = draws(4, seed, translate=pad)
+    assert d.shifts.min() >= 0 and d.shifts.max() <= 2 * pad
+    y = augment.translate(x, pad, d.shifts)
     padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
     assert y.shape == x.shape
     for i in range(4):
-        crops = [padded[i, :, dy:dy + 12, dx:dx + 12] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
-        assert any(torch.equal(y[i], c) for c in crops)
+        dy, dx = d.shifts[i].tolist()
+        assert torch.equal(y[i], padded[i, :, dy:dy + 12, dx:dx + 12])
 
 
 def test_translate_moves_images_by_different_offsets():
     x = ramp(32)
-    y = augment.random_translate(x, 4, gen())
+    _, d = draws(32, translate=4)
+    y = augment.translate(x, 4, d.shifts)
     unchanged = sum(torch.equal(y[i], x[i]) for i in range(32))
     assert unchanged < 8  # only the (0, 0) shift leaves an image as it was: p = 1/81
-    assert augment.random_translate(x, 0, gen()) is x
+    assert augment.translate(x, 0, d.shifts) is x
 
 
 def test_cutout_erases_one_clipped_square_with_the_mean():
     x = torch.ones(200, 3, 32, 32)
-    y = augment.cutout(x, 16, gen())
+    _, d = draws(200, cutout=16)
+    y = augment.cutout(x, 16, d.centres)
     erased = (y == 0).all(1)  # (B, H, W): all channels erased together
     assert ((y == 0) | (y == 1)).all()
     areas = erased.flatten(1).sum(1)
@@ -52,23 +65,24 @@ def test_cutout_erases_one_clipped_square_with_the_mean():
     for i in range(20):
         rows, cols = erased[i].nonzero(as_tuple=True)
         assert (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) == areas[i]  # a rectangle
-    assert torch.equal(augment.cutout(x, 16, gen(), p=0.0), x)
 
 
-def test_shift_scale_rotate_identity_when_not_applied_and_warps_when_applied():
-    x = torch.randn(16, 3, 32, 32)
-    same = augment.shift_scale_rotate(x, gen(), p=0.0)
-    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
-    warped = augment.shift_scale_rotate(x, gen(), p=1.0)
-    assert warped.shape == x.shape
-    assert all(not torch.allclose(warped[i], x[i], atol=1e-3) for i in range(16))
+def test_shift_scale_rotate_identity_at_zero_and_warps_about_half():
+    x = torch.randn(64, 3, 32, 32)
+    torch.testing.assert_close(augment.shift_scale_rotate(x, torch.zeros(64, 4)), x, atol=1e-5, rtol=0)
+    _, d = draws(64, ssr=True)
+    warped = augment.shift_scale_rotate(x, d.warps)
+    moved = sum(not torch.allclose(warped[i], x[i], atol=1e-3) for i in range(64))
+    assert 16 < moved < 48  # SSR_P = 0.5 of the images
+    assert moved == int((d.warps != 0).any(1).sum())
 
 
 def test_shift_only_moves_dots_by_at_most_the_shift():
     x = torch.zeros(64, 1, 32, 32)
     x[:, 0, 16, 16] = 1.0
     # shift=0.0625 of 32 px is 2 px at most; no scale, no rotation.
-    y = augment.shift_scale_rotate(x, gen(3), shift=0.0625, scale=0.0, rotate=0.0, p=1.0)
+    u = torch.rand(64, 4, generator=gen(3)) * 2 - 1
+    y = augment.shift_scale_rotate(x, u, shift=0.0625, scale=0.0, rotate=0.0)
     # Centre of mass of each image's dot (bilinear sampling spreads it over 4 pixels).
     grid = torch.arange(32.0)
     mass = y[:, 0].sum((1, 2))
@@ -80,8 +94,34 @@ def test_shift_only_moves_dots_by_at_most_the_shift():
     assert (mass > 0.5).all()  # the dot survives interpolation
 
 
-def test_same_generator_seed_same_augmentation():
-    x = torch.randn(8, 3, 32, 32)
-    a = augment.cutout(augment.random_translate(x, 2, gen(5)), 8, gen(6))
-    b = augment.cutout(augment.random_translate(x, 2, gen(5)), 8, gen(6))
-    assert torch.equal(a, b)
+def test_an_epoch_is_a_permutation_and_the_same_generator_draws_the_same_epoch():
+    aug = Augmentation(500, seed=1, flip=True, alternating=True, translate=2, ssr=True, cutout=8)
+    a, b = (aug.draw(3, gen(5), torch.device("cpu")) for _ in range(2))
+    assert torch.equal(a.order.sort().values, torch.arange(500))
+    for name in ("order", "flips", "shifts", "warps", "centres"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not torch.equal(a.order, aug.draw(3, gen(6), torch.device("cpu")).order)
+
+
+def test_batch_rows_of_the_draws_augment_the_batch():
+    x = torch.randn(10, 3, 32, 32)
+    aug = Augmentation(10, seed=0, flip=True, translate=2, cutout=8)
+    d = aug.draw(0, gen(), torch.device("cpu"))
+    whole = aug(x[d.order], d)
+    halves = torch.cat([aug(x[d[s].order], d[s]) for s in (slice(0, 5), slice(5, 10))])
+    assert torch.equal(whole, halves)
+    assert whole.is_contiguous(memory_format=torch.channels_last)
+    assert d[2:7].order.shape == (5,) and d[2:7].shifts.shape == (5, 2)
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    aug = Augmentation(50, seed=3, flip=True, alternating=True)
+    mask = [None] * 3
+    for e in range(3):
+        d = aug.draw(e, gen(e), torch.device("cpu"))
+        mask[e] = torch.empty(50, dtype=torch.bool)
+        mask[e][d.order] = d.flips  # by image, whatever the order
+    assert torch.equal(mask[0], mask[2]) and torch.equal(mask[0], ~mask[1])
+    assert 10 < int(mask[0].sum()) < 40
+    again = Augmentation(50, seed=3, flip=True, alternating=True).draw(0, gen(0), torch.device("cpu"))
+    assert torch.equal(again.flips, aug.draw(0, gen(0), torch.device("cpu")).flips)  # a resumed run

@@ -21,6 +21,7 @@ TINY = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, translate=2, c
 def test_fit_writes_the_whole_run_folder_and_learns(tmp_path, tiny_data):
     train, test = tiny_data
     metrics = fit("tinynet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1), tmp_path, train, test,
+                  device="cpu",
                   progress=False, log=lambda *_: None)
     for name in ("config.json", "environment.json", "log.jsonl", "metrics.json", "curves.png",
                  "model.safetensors", "last.pt", "previous.pt"):
@@ -40,7 +41,7 @@ def test_fit_writes_the_whole_run_folder_and_learns(tmp_path, tiny_data):
 def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
     train, test = tiny_data
     recipe = Recipe(**{**TINY.__dict__, "ema_decay": 0.9})
-    fit("tinynet", recipe, tmp_path, train, test, progress=False, log=lambda *_: None)
+    fit("tinynet", recipe, tmp_path, train, test, device="cpu", progress=False, log=lambda *_: None)
     saved = load_file(tmp_path / "model.safetensors")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     ema = {k.removeprefix("module."): v for k, v in state["averager"].items() if k.startswith("module.")}
@@ -110,7 +111,7 @@ SCRIPT = textwrap.dedent("""
     recipe = Recipe(epochs=3, batch_size=16, lr=0.2, warmup_epochs=1, translate=2, cutout=8, ssr=True,
                     ema_decay=0.9)
     fit("tinynet", recipe, sys.argv[1], synthetic_cifar(1600), synthetic_cifar(50, seed=1),
-        resume=sys.argv[2] == "resume", progress=False)
+        resume=sys.argv[2] == "resume", progress=False, device="cpu")  # bit for bit: CPU only
 """)
 
 

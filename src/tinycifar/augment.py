@@ -1,32 +1,33 @@
 """Batched data augmentation on tensors, on the training device.
 
-Every transform takes a float batch ``(B, C, H, W)`` already normalised (so 0 is the
-dataset mean) and a ``torch.Generator``; randomness comes only from that generator, which
-is what makes a resumed run repeat the interrupted epoch exactly. No per-image Python loop:
-each transform is a handful of tensor ops on the whole batch.
+Each transform is split in two: its random parameters for a whole epoch are drawn in one
+go by :class:`Augmentation` (from one CPU ``torch.Generator``, moved to the device once per
+epoch), and the transform applies a batch's slice of them to a normalised float batch
+``(B, C, H, W)`` (0 is the dataset mean) with a handful of tensor ops. So a training step
+never waits on the host for random numbers (no per-step host-device sync on a GPU), CPU and
+GPU runs draw the same numbers, and a resumed run repeats the interrupted epoch exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-
-def _rand(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    # Draw on the generator's device (CPU) and move: keeps one RNG stream whatever the device.
-    return torch.rand(n, generator=g).to(device)
+SSR_P = 0.5  # share of images shift-scale-rotate warps (Albumentations' default)
 
 
-def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    mask = _rand(x.shape[0], g, x.device) < 0.5
+def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images where ``mask`` (B,) is true."""
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
-def random_translate(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
-    """Random crop of the reflect-padded image: shifts each image by up to ``pad`` pixels.
+def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Crop of the reflect-padded image at ``shifts`` (B, 2) in ``[0, 2*pad]``: moves each
+    image by up to ``pad`` pixels.
 
     One gather for the whole batch; the result comes out channels-last in memory, which is
     the layout the model runs in anyway.
@@ -35,80 +36,114 @@ def random_translate(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Ten
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H)
-    cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    rows = shifts[:, 0, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = shifts[:, 1, None] + torch.arange(w, device=x.device)  # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
 
 
-def shift_scale_rotate(x: torch.Tensor, g: torch.Generator, shift: float = 0.0625,
-                       scale: float = 0.1, rotate: float = 15.0, p: float = 0.5) -> torch.Tensor:
-    """Albumentations' ShiftScaleRotate, batched: a random affine warp per image.
+def shift_scale_rotate(x: torch.Tensor, u: torch.Tensor, shift: float = 0.0625,
+                       scale: float = 0.1, rotate: float = 15.0) -> torch.Tensor:
+    """Albumentations' ShiftScaleRotate, batched: an affine warp per image.
 
-    Shift is a fraction of the image size, scale a ± fraction, rotate ± degrees; applied to
-    each image with probability ``p``. Pixels from outside are filled with 0 (the mean).
+    ``u`` (B, 4) in [-1, 1] picks angle, scale and the two shifts within ± ``rotate``
+    degrees, ± ``scale`` and ± ``shift`` of the image size; a row of zeros is the identity.
+    Pixels from outside are filled with 0 (the mean).
     """
-    b = x.shape[0]
-    u = torch.rand(b, 4, generator=g) * 2 - 1  # uniform in [-1, 1]
-    apply = torch.rand(b, generator=g) < p
-    u = u * apply[:, None]  # untouched images get the identity transform
     angle = u[:, 0] * math.radians(rotate)
     s = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s  # inverse map: sample at R^-1/s
     theta = torch.stack([
         torch.stack([cos, -sin, u[:, 2] * shift * 2], 1),
         torch.stack([sin, cos, u[:, 3] * shift * 2], 1),
-    ], 1).to(x.device, x.dtype)  # shift*2: grid coordinates span [-1, 1]
+    ], 1).to(x.dtype)  # shift*2: grid coordinates span [-1, 1]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def cutout(x: torch.Tensor, size: int, g: torch.Generator, p: float = 1.0) -> torch.Tensor:
-    """Erase one ``size×size`` square per image (ERA's CoarseDropout 16×16), filled with the mean.
+def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
+    """Erase one ``size×size`` square per image (ERA's CoarseDropout 16×16), filled with the
+    mean, centred at ``centres`` (B, 2), fractions of the height and width in [0, 1).
 
-    The centre is uniform over the image, so the square may be clipped at the border
-    (DeVries & Taylor 2017). Applied with probability ``p``.
+    Centres are uniform over the image, so the square may be clipped at the border
+    (DeVries & Taylor 2017).
     """
     if size <= 0:
         return x
-    b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=g).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=g).to(x.device)
-    apply = (_rand(b, g, x.device) < p)[:, None, None]
+    _, _, h, w = x.shape
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
+    cy, cx = (centres[:, 0] * h).long(), (centres[:, 1] * w).long()
     top, left = cy[:, None, None] - size // 2, cx[:, None, None] - size // 2
-    inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size) & apply
+    inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
     return x.masked_fill(inside[:, None], 0.0)
 
 
-class AlternatingFlip:
-    """airbench's alternating flip: each image gets a random mirror in the first epoch and
-    the opposite of its previous epoch's after that, so every two epochs see both views
-    (less redundancy than a fresh coin each epoch, which repeats a view half the time).
+@dataclass
+class Draws:
+    """The random numbers of one epoch, one row per position in the epoch's order."""
 
-    The first-epoch coins come from ``seed`` alone, so a resumed run flips exactly as an
-    unbroken one.
+    order: torch.Tensor  # (N,) image index at each position
+    flips: torch.Tensor | None = None  # (N,) bool
+    shifts: torch.Tensor | None = None  # (N, 2) translate offsets in [0, 2*pad]
+    warps: torch.Tensor | None = None  # (N, 4) shift-scale-rotate parameters
+    centres: torch.Tensor | None = None  # (N, 2) cutout centres, fractions of the size
+
+    def __getitem__(self, rows: slice) -> "Draws":
+        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else v[rows]
+                        for f in dataclasses.fields(self)})
+
+    def to(self, device: torch.device) -> "Draws":
+        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+                        for f in dataclasses.fields(self)})
+
+
+class Augmentation:
+    """A recipe's augmentations: ``draw`` an epoch's randomness, then call on each batch.
+
+    With ``alternating`` flip (airbench's), each image gets a random mirror in the first
+    epoch and the opposite of its previous epoch's after that, so every two epochs see both
+    views (a fresh coin each epoch repeats a view half the time). Its first-epoch coins come
+    from ``seed`` alone, so a resumed run flips exactly as an unbroken one.
     """
 
-    def __init__(self, n_images: int, seed: int) -> None:
-        self.coins = torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
+    def __init__(self, n_images: int, seed: int, flip: bool = True, alternating: bool = False,
+                 translate: int = 0, ssr: bool = False, cutout: int = 0) -> None:
+        self.n, self.flip, self.alternating = n_images, flip, flip and alternating
+        self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
+        self.coins = (torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
+                      if self.alternating else None)
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int, g: torch.Generator) -> torch.Tensor:
-        mask = self.coins[index.cpu()] ^ bool(epoch % 2)
-        return torch.where(mask.to(x.device)[:, None, None, None], x.flip(3), x)
+    @classmethod
+    def from_recipe(cls, recipe, n_images: int, seed: int) -> "Augmentation":
+        return cls(n_images, seed, recipe.flip, recipe.alt_flip, recipe.translate, recipe.ssr, recipe.cutout)
 
+    def draw(self, epoch: int, g: torch.Generator, device: torch.device) -> Draws:
+        """Epoch ``epoch``'s data order and augmentation parameters, on ``device``."""
+        n = self.n
+        d = Draws(order=torch.randperm(n, generator=g))
+        if self.alternating:
+            d.flips = self.coins[d.order] ^ bool(epoch % 2)
+        elif self.flip:
+            d.flips = torch.rand(n, generator=g) < 0.5
+        if self.pad > 0:
+            d.shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g)
+        if self.ssr:
+            u = torch.rand(n, 4, generator=g) * 2 - 1
+            d.warps = u * (torch.rand(n, generator=g) < SSR_P)[:, None]
+        if self.cutout_size > 0:
+            d.centres = torch.rand(n, 2, generator=g)
+        return d.to(device)
 
-class RandomFlip:
-    """A fresh coin for every image every epoch (:func:`random_flip`), with the
-    interface of :class:`AlternatingFlip`."""
-
-    def __call__(self, x: torch.Tensor, index: torch.Tensor, epoch: int, g: torch.Generator) -> torch.Tensor:
-        return random_flip(x, g)
-
-
-def make_flip(alternating: bool, n_images: int, seed: int) -> AlternatingFlip | RandomFlip:
-    return AlternatingFlip(n_images, seed) if alternating else RandomFlip()
+    def __call__(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
+        """Augment batch ``x`` with its rows ``d`` of the epoch's draws; channels-last out."""
+        if d.shifts is not None:
+            x = translate(x, self.pad, d.shifts)
+        if d.flips is not None:
+            x = flip(x, d.flips)
+        if d.warps is not None:
+            x = shift_scale_rotate(x, d.warps)
+        if d.centres is not None:
+            x = cutout(x, self.cutout_size, d.centres)
+        return x.contiguous(memory_format=torch.channels_last)

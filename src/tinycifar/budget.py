@@ -69,20 +69,23 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
                   train: tuple[torch.Tensor, torch.Tensor], eval_data: tuple[torch.Tensor, torch.Tensor],
                   dev: torch.device, precision: str, steps: int = 6) -> Plan:
     """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
-    from tinycifar.train import augment_batch, train_step
+    from tinycifar.augment import Augmentation
+    from tinycifar.train import train_step
 
     started = time.perf_counter()
     images, labels = train
     batch_size = min(recipe.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
-    g = torch.Generator().manual_seed(0)
+    augmentation = Augmentation.from_recipe(recipe, len(images), seed=0)
+    draws = augmentation.draw(0, torch.Generator().manual_seed(0), dev)
+    images, labels = images.to(dev), labels.to(dev)
     model.train()
     times = []
-    for _ in range(steps + 2):
+    for step in range(steps + 2):
         t0 = time.perf_counter()
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        x = augment_batch(prepare(images[idx], dev), recipe, g)
-        loss, _ = train_step(model, optimizer, x, labels[idx].to(dev), recipe.label_smoothing, precision, dev)
+        batch = draws[(step % steps_per_epoch) * batch_size:][:batch_size]
+        x = augmentation(prepare(images[batch.order], dev), batch)
+        loss, _ = train_step(model, optimizer, x, labels[batch.order], recipe.label_smoothing, precision, dev)
         loss.item()  # wait for the device
         times.append(time.perf_counter() - t0)
     step_s = sum(times[2:]) / len(times[2:])  # the mean: a run pays for its slow steps too

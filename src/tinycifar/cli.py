@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tinycifar.train", "train a model"),
     "evaluate": ("tinycifar.evaluate", "evaluate weights on the official test set"),
     "predict": ("tinycifar.predict", "classify image files"),
+    "export": ("tinycifar.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),
 }
 
 

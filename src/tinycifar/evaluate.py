@@ -12,7 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,11 +22,10 @@ from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES, load_cifar10
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
-from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
 from tinycifar.paths import writable_dir
-from tinycifar.precision import add_precision_flag, resolve_precision
-from tinycifar.pretrained import load_model, pretrained_path, resolve_model_name
+from tinycifar.precision import add_precision_flag
+from tinycifar.pretrained import load_forward, torch_forward
 
 GALLERY_SIZE = 40
 _GALLERY_COLS = 8
@@ -77,15 +76,16 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
     return result
 
 
-def _logits(model: nn.Module, images: torch.Tensor, device: torch.device | str,
-            tta: bool, batch_size: int, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Plain logits and, if asked, flip-TTA logits: two passes, not three."""
-    device = torch.device(device)
-    plain = predict_logits(model, images, device, batch_size=batch_size, precision=precision)
+def _logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+            tta: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Plain logits and, if asked, flip-TTA logits: two passes, not three. ``forward``
+    takes uint8 images to logits (a PyTorch model's or an ONNX file's)."""
+    plain = forward(images)
     if not tta:
         return plain, None
-    flipped = predict_logits(model, images.flip(3), device, batch_size=batch_size, precision=precision)
-    return plain, (plain + flipped) / 2
+    return plain, (plain + forward(images.flip(3))) / 2
+
+
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -100,7 +100,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     if len(images) != len(labels):
         raise TinyCifarError(f"{len(images)} images but {len(labels)} labels")
-    plain, tta_logits = _logits(model, images, device, tta, batch_size, precision)
+    plain, tta_logits = _logits(torch_forward(model, device, batch_size, precision), images, tta)
     return metrics_from_logits(plain, labels, tta_logits)
 
 
@@ -182,6 +182,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
+    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
+                   help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
+                        "with ONNX Runtime instead of PyTorch weights")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_precision_flag(p)
     p.add_argument("--tta", action="store_true",
@@ -193,23 +196,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    args.model = resolve_model_name(args.model, args.weights)
-    weights = Path(args.weights) if args.weights is not None else pretrained_path(args.model)
-    model = load_model(args.model, args.weights, device)
+    name, weights, runs_as, forward = load_forward(args.model, args.weights, args.onnx, args.device,
+                                                   args.precision, args.batch_size)
     out = Path(args.out)
     # Before the test set and the forward passes: fail fast.
     writable_dir(out, "--out", "choose another folder with --out")
     images, labels = load_cifar10("test", args.data_dir)
 
     start = time.perf_counter()
-    precision = resolve_precision(args.precision, device)
-    plain, tta_logits = _logits(model, images, device, args.tta, args.batch_size, precision)
+    plain, tta_logits = _logits(forward, images, args.tta)
     seconds = time.perf_counter() - start
     metrics = metrics_from_logits(plain, labels, tta_logits)
 
-    print(f"model {args.model}, weights {weights}, device {device}, {precision}: "
-          f"{metrics['n_images']} test images in {seconds:.1f} s")
+    print(f"model {name}, weights {weights}, {runs_as}: {metrics['n_images']} test images in {seconds:.1f} s")
     print(f"accuracy: {_pct(metrics['accuracy'])} ({metrics['correct']}/{metrics['n_images']})")
     if args.tta:
         print(f"accuracy with flip TTA: {_pct(metrics['tta_accuracy'])} "
@@ -218,13 +217,13 @@ def run(args: argparse.Namespace) -> int:
     print("per class (without TTA):")
     print(format_per_class(metrics))
 
-    record = {"model": args.model, "weights": str(weights), "precision": precision, **metrics}
+    record = {"model": name, "weights": str(weights), "runs_as": runs_as, **metrics}
     metrics_path = out / "metrics.json"
     try:
         metrics_path.write_text(json.dumps(record, indent=2) + "\n")
     except OSError as e:
         raise TinyCifarError(f"cannot write {metrics_path} ({e.strerror or e}): choose another folder with --out") from None
-    title = f"Confusion matrix: {args.model}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
+    title = f"Confusion matrix: {name}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
     written = [
         metrics_path,
         save_figure(confusion_figure(metrics["confusion_matrix"], title), out / "confusion_matrix.png"),

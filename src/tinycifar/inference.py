@@ -3,6 +3,8 @@ training, evaluation and prediction share."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
@@ -11,8 +13,12 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
 
-_SCALE = torch.tensor([1 / (255 * s) for s in STD]).view(1, 3, 1, 1)
-_SHIFT = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(1, 3, 1, 1)
+@functools.cache
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a copy to the GPU at every step would make each step wait on the host.
+    scale = torch.tensor([1 / (255 * s) for s in STD], device=device).view(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(MEAN, STD)], device=device).view(1, 3, 1, 1)
+    return scale, shift
 
 
 def prepare(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -22,7 +28,8 @@ def prepare(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     bytes to move), then one fused multiply-add normalises it.
     """
     x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    return torch.addcmul(_SHIFT.to(device), x.float(), _SCALE.to(device))
+    scale, shift = _normalisation(torch.device(device))
+    return torch.addcmul(shift, x.float(), scale)
 
 
 @torch.no_grad()

@@ -21,10 +21,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
-from tinycifar.inference import predict_logits, resolve_device
 from tinycifar.models import DEFAULT_MODEL
-from tinycifar.precision import add_precision_flag, resolve_precision
-from tinycifar.pretrained import load_model, resolve_model_name
+from tinycifar.precision import add_precision_flag
+from tinycifar.pretrained import Forward, load_forward, torch_forward
 
 SIZE = 32
 # The most pixels we ever decode: Pillow's own decompression-bomb threshold (~89.5 MP,
@@ -157,12 +156,16 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str =
             top_k: int = 3, precision: str = "fp32") -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(class name, probability)`` pairs, most likely first, for each uint8
     image of ``(N, 3, 32, 32)``; all images in one forward pass."""
+    return top_classes(torch_forward(model, device, max(1, len(images)), precision), images, top_k)
+
+
+def top_classes(forward: Forward, images: torch.Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
+    """:func:`predict` for any forward (a PyTorch model's or an ONNX file's)."""
     if not 1 <= top_k <= len(CLASSES):
         raise TinyCifarError(f"top-k must be between 1 and {len(CLASSES)} (got {top_k})")
     if len(images) == 0:
         return []
-    logits = predict_logits(model, images, torch.device(device), batch_size=len(images), precision=precision)
-    probs, idx = logits.softmax(1).topk(top_k, dim=1)
+    probs, idx = forward(images).softmax(1).topk(top_k, dim=1)
     return [[(CLASSES[i], p) for i, p in zip(row_i, row_p)]
             for row_i, row_p in zip(idx.tolist(), probs.tolist())]
 
@@ -173,14 +176,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
+    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
+                   help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_precision_flag(p)
     p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    model = load_model(resolve_model_name(args.model, args.weights), args.weights, device)
+    _, _, _, forward = load_forward(args.model, args.weights, args.onnx, args.device, args.precision)
     names, tensors, failed = [], [], 0
     for name in args.images:
         try:
@@ -190,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"tinycifar predict: error: {e}", file=sys.stderr)
             failed += 1
     if tensors:
-        precision = resolve_precision(args.precision, device)
-        for name, top in zip(names, predict(model, torch.stack(tensors), device, args.top_k, precision)):
+        for name, top in zip(names, top_classes(forward, torch.stack(tensors), args.top_k)):
             print(f"{name}: " + ", ".join(f"{cls} {p:.2f}" for cls, p in top))
     return 1 if failed else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -63,6 +64,43 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
         )
     load_weights(model, path)
     return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # uint8 images (N, 3, 32, 32) → fp32 logits (N, 10)
+
+
+def torch_forward(model: nn.Module, device: torch.device | str, batch_size: int = 1000,
+                  precision: str = "fp32") -> Forward:
+    from tinycifar.inference import predict_logits
+
+    return lambda images: predict_logits(model, images, torch.device(device), batch_size=batch_size,
+                                         precision=precision)
+
+
+def load_forward(model_name: str | None, weights: Path | str | None, onnx: Path | str | None,
+                 device: str = "auto", precision: str = "auto",
+                 batch_size: int = 1000) -> tuple[str, Path, str, Forward]:
+    """The classifier the evaluate and predict options name: an ONNX file run by ONNX
+    Runtime (``onnx``), or a model with weights run by PyTorch. Returns the model name, the
+    file, how it runs (for the console) and its forward."""
+    from tinycifar.inference import resolve_device
+    from tinycifar.precision import resolve_precision
+
+    if onnx is not None:
+        from tinycifar.onnx_file import OnnxClassifier
+
+        if weights is not None or model_name is not None:
+            raise TinyCifarError("--onnx runs the ONNX file alone: drop --model and --weights")
+        clf = OnnxClassifier(onnx)
+        runs_as = "ONNX Runtime on the CPU" + (", int8" if "quantization" in clf.metadata else ", fp32")
+        return (clf.metadata.get("model", Path(onnx).name), Path(onnx), runs_as,
+                lambda images: clf.logits(images, batch_size))
+    dev = resolve_device(device)
+    name = resolve_model_name(model_name, weights)
+    path = Path(weights) if weights is not None else pretrained_path(name)
+    model = load_model(name, weights, dev)
+    precision = resolve_precision(precision, dev)
+    return name, path, f"PyTorch on {dev}, {precision}", torch_forward(model, dev, batch_size, precision)
 
 
 def _metadata_model(path: Path) -> str | None:

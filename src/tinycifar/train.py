@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from tinycifar import augment
+from tinycifar.augment import Augmentation, Draws
 from tinycifar.averaging import make_averager
 from tinycifar.checkpoint import (
     atomic_write,
@@ -61,21 +60,6 @@ def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
     return (images[keep], labels[keep]), (images[held], labels[held])
 
 
-def augment_batch(x: torch.Tensor, recipe: Recipe, g: torch.Generator,
-                  flip: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """The recipe's augmentations on one normalised batch; ``flip`` (the loop's
-    :func:`augment.make_flip`, bound to the batch) replaces the plain random flip."""
-    if recipe.translate:
-        x = augment.random_translate(x, recipe.translate, g)
-    if recipe.flip:
-        x = flip(x) if flip is not None else augment.random_flip(x, g)
-    if recipe.ssr:
-        x = augment.shift_scale_rotate(x, g)
-    if recipe.cutout:
-        x = augment.cutout(x, recipe.cutout, g)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
     # fights the normalisation. BatchNorm biases may learn faster (airbench's bias scaler):
@@ -104,6 +88,34 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     loss.backward()
     optimizer.step()
     return loss, logits
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, averager,
+                augmentation: Augmentation, draws: Draws, data: Data, recipe: Recipe, precision: str,
+                dev: torch.device, steps: Iterable[int],
+                first_step: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``).
+
+    Returns the summed loss and the correct count, still on the device, and the last
+    learning rate. No step waits on the host (a GPU test holds it to that): the caller reads
+    the sums once, after the epoch.
+    """
+    images, labels = data
+    batch_size = min(recipe.batch_size, len(images))
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    lr = optimizer.param_groups[0]["lr"]
+    for step in steps:
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
+        batch = draws[step * batch_size:(step + 1) * batch_size]
+        x = augmentation(prepare(images[batch.order], dev), batch)
+        y = labels[batch.order]
+        loss, logits = train_step(model, optimizer, x, y, recipe.label_smoothing, precision, dev)
+        scheduler.step()
+        averager.update(model, first_step + step)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum, correct, lr
 
 
 WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
@@ -137,11 +149,12 @@ def check_writable(out: Path) -> None:
 def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
         eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
         progress: bool = True, log=print, precision: str = "auto",
-        time_budget: float | None = None) -> dict[str, Any]:
+        time_budget: float | None = None, compile: bool = False) -> dict[str, Any]:
     """Train ``model_name`` on ``train``; evaluate on ``eval_data`` every ``eval_every`` epochs.
 
     With ``time_budget`` (seconds) the number of epochs is chosen so that the whole
-    schedule ends within it (see :mod:`tinycifar.budget`). Writes config, environment,
+    schedule ends within it (see :mod:`tinycifar.budget`). ``compile`` runs the model through
+    ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). Writes config, environment,
     per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
     final metrics.
     """
@@ -150,6 +163,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     check_writable(out)
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
+    torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
     images, labels = train
     batch_size = min(recipe.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
@@ -164,13 +178,15 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     torch.manual_seed(seed)
     model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
     init_from_data(model, images, dev)
+    if compile:
+        model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
     optimizer = make_optimizer(model, recipe)
     total_steps = recipe.epochs * steps_per_epoch
     warmup = round(recipe.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup))
     averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
-    flipper = augment.make_flip(recipe.alt_flip, len(images), seed)
+    augmentation = Augmentation.from_recipe(recipe, len(images), seed)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -199,33 +215,20 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
     for row in history:
         log(_format_row(row, eval_name))
-    device_images, device_labels = images.to(dev), labels.to(dev)
+    device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
         torch.manual_seed(_epoch_seed(seed, epoch))  # dropout, if a model has any
         model.train()
-        perm = torch.randperm(len(images), generator=g).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
                    disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
-        for step in bar:
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
-            idx = perm[step * batch_size:(step + 1) * batch_size]
-            x = augment_batch(prepare(device_images[idx], dev), recipe, g,
-                              functools.partial(flipper, index=idx, epoch=epoch, g=g))
-            y = device_labels[idx]
-            loss, logits = train_step(model, optimizer, x, y, recipe.label_smoothing, precision, dev)
-            scheduler.step()
-            averager.update(model, epoch * steps_per_epoch + step)
-            # Accumulate on the device: a .item() per step would force a sync on GPU.
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+        loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
+                                            augmentation.draw(epoch, g, dev), device_data, recipe,
+                                            precision, dev, bar, first_step=epoch * steps_per_epoch)
         seen = steps_per_epoch * batch_size
-        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen,
-               "train_acc": correct.item() / seen, f"{eval_name}_loss": None, f"{eval_name}_acc": None,
-               "lr": lr}
+        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+               f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
         if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
             row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
                 averager.final(model), eval_data, dev, precision)
@@ -339,6 +342,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_precision_flag(p)
     p.add_argument("--time", default=None, metavar="DURATION",
                    help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (on a GPU: faster epochs after a slow first one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recipe_flags(p)
 
@@ -365,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
     eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
                   device=args.device, resume=args.resume, progress=not args.no_progress,
-                  precision=args.precision, time_budget=budget)
+                  precision=args.precision, time_budget=budget, compile=args.compile)
     print(json.dumps(metrics, indent=2))
     print(f"run folder: {out}")
     return 0

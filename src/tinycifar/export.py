@@ -1,0 +1,269 @@
+"""``tinycifar export``: trained weights → one ONNX file for ONNX Runtime, optionally int8.
+
+The file keeps the contract of :mod:`tinycifar.onnx_file` (``images`` in [0, 1] → ``logits``,
+normalisation inside, dynamic batch, self-contained) and carries the class names, the model
+name and the tinycifar version as metadata. After writing, it checks itself with ONNX
+Runtime against PyTorch on the test set.
+
+``--int8`` is post-training static quantisation with ``onnxruntime.quantization``: QDQ
+format, int8 per-channel weights, activations calibrated on training images (never test
+images). The calibration method and image count were chosen on the validation split
+(``benchmarks/int8_calibration.py``; README, "Deploy").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tinycifar import __version__
+from tinycifar.checkpoint import atomic_write
+from tinycifar.data import CLASSES
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import MEAN, STD, predict_logits
+from tinycifar.models import DEFAULT_MODEL
+from tinycifar.onnx_file import CONTRACT, IMAGE_SHAPE, INPUT, OUTPUT, OnnxClassifier, _need_onnx
+from tinycifar.paths import writable_dir
+
+# Chosen on the validation split (benchmarks/int8_calibration.py, README "Deploy").
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_METHOD = "minmax"
+CALIBRATION_IMAGES = 512
+CALIBRATION_SEED = 0
+# Weights use 7 of their 8 bits (``reduce_range``): x86 CPUs without VNNI (AVX2, most
+# AVX-512) multiply uint8 by int8 with an instruction whose pairwise sums saturate int16,
+# which with full-range weights kept only 46% of fastnet's predictions (98.8% with 7 bits).
+# ONNX Runtime's guide gives the same advice; the file stays correct on every CPU.
+# What int8 runs. Not BatchNormalization: one that could not be folded into a convolution
+# (fastnet's sits after a max-pool) has its rank-1 scale quantised "per channel" along an
+# axis it does not have, which cost 44 points of accuracy (87.3% → 43.1%); kept in float.
+QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "Relu", "Clip",
+                 "Add", "Mul", "Reshape", "Flatten", "Transpose", "Resize", "Pad", "Slice", "Split",
+                 "Squeeze", "Unsqueeze"]
+
+
+class ImagesToLogits(nn.Module):
+    """The deployed graph: float images in [0, 1] → logits, the normalisation inside, so a
+    device feeds it pixels / 255 and needs to know nothing else."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", torch.tensor([1 / s for s in STD]).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.addcmul(self.shift, images, self.scale))
+
+
+def export_onnx(model: nn.Module, path: Path, model_name: str, extra: dict[str, str] | None = None) -> None:
+    """Write ``model`` (eval mode, CPU) to ``path`` as a contract-keeping ONNX file."""
+    onnx, _ = _need_onnx()
+    graph = ImagesToLogits(model.cpu().float().eval().to(memory_format=torch.contiguous_format)).eval()
+    example = torch.rand(2, *IMAGE_SHAPE)
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                graph, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=1 << 16)}},
+                external_data=False, optimize=True, verbose=False)
+    except Exception as e:  # noqa: BLE001 - the exporter fails in many ways; say which model
+        raise TinyCifarError(f"model {model_name!r} does not export to ONNX ({str(e).splitlines()[0][:300]})") from None
+    proto = program.model_proto
+    strip_debug_info(proto)
+    metadata = {"model": model_name, "tinycifar_version": __version__, "classes": json.dumps(list(CLASSES)),
+                "contract": CONTRACT, **(extra or {})}
+    set_metadata(proto, metadata)
+    atomic_write(path, lambda p: onnx.save_model(proto, p))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter and the quantiser print progress, log that torchvision's detection
+    operators are missing (we use none) and warn about their own internals: nothing a user
+    can act on. Errors still raise."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def strip_debug_info(proto: Any) -> None:
+    """Drop what only a debugger wants: the exporter's per-node stack traces (they hold this
+    machine's file paths), doc strings and the intermediate shapes (ONNX Runtime infers
+    them again). A third of an int8 file's size, nothing of its meaning."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del proto.graph.value_info[:]
+
+
+def shorten_names(proto: Any) -> None:
+    """Rename every tensor but the graph's input and output to ``t0, t1, ...`` and drop node
+    names. The quantiser's names (``model.features.3.4.0.weight_bias_quantized_zero_point``)
+    repeat at every use and are over a tenth of an int8 file; the fp32 file keeps its
+    readable names for anyone inspecting it."""
+    g = proto.graph
+    if any(a.HasField("g") or len(a.graphs) for node in g.node for a in node.attribute):
+        return  # a subgraph (If, Loop) may use outer names: never the case for our models
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for t in g.initializer:
+        t.name = short(t.name)
+    for node in g.node:
+        node.name = ""
+        node.input[:] = [short(i) for i in node.input]
+        node.output[:] = [short(o) for o in node.output]
+
+
+def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over uint8 images, in batches."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int = 64) -> None:
+        self.batches = iter([images[i:i + batch_size].numpy().astype(np.float32) / 255.0
+                             for i in range(0, len(images), batch_size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {INPUT: batch}
+
+
+def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
+                  method: str = CALIBRATION_METHOD) -> None:
+    """Static int8 quantisation of ``fp32_path`` into ``path``: QDQ, per-channel int8
+    weights (7-bit range), uint8 activations whose ranges are calibrated on
+    ``calibration_images`` (uint8, from the training set)."""
+    onnx, _ = _need_onnx()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise TinyCifarError(f"unknown calibration method {method!r}; use {', '.join(methods)}")
+    metadata = {p.key: p.value for p in onnx.load(fp32_path).metadata_props}
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
+        # Shape inference and graph optimisation (BatchNorm folded into the convolutions)
+        # first, as ONNX Runtime's quantisation guide asks: fewer tensors to quantise.
+        with _quiet():
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(quantized), _Calibration(calibration_images),
+                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                calibrate_method=methods[method], op_types_to_quantize=QUANTIZED_OPS)
+        proto = onnx.load(quantized)
+        strip_debug_info(proto)
+        shorten_names(proto)
+        set_metadata(proto, {**metadata, "quantization": f"int8 QDQ, per-channel weights, {method} "
+                                                         f"calibration on {len(calibration_images)} training images"})
+        atomic_write(path, lambda p: onnx.save_model(proto, p))
+
+
+def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, float]:
+    """ONNX Runtime against PyTorch (fp32) on ``images``: largest absolute logit difference
+    and the share of images where both pick the same class."""
+    ours = predict_logits(model, images, torch.device("cpu"))
+    theirs = OnnxClassifier(onnx_path).logits(images)
+    return {"max_abs_logit_diff": float((ours - theirs).abs().max()) if len(images) else 0.0,
+            "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).float().mean()) if len(images) else 1.0}
+
+
+def calibration_sample(images: torch.Tensor, count: int, seed: int = CALIBRATION_SEED) -> torch.Tensor:
+    """``count`` training images, drawn with a fixed seed so an export is repeatable."""
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    return images[pick.sort().values]
+
+
+def int8_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".int8.onnx")
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    from tinycifar.cli import whole_number
+
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
+    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="safetensors weights (default: the model's shipped pretrained weights)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.onnx",
+                   help="the fp32 ONNX file to write; with --int8 the int8 file goes beside it as FILE.int8.onnx")
+    p.add_argument("--int8", action="store_true",
+                   help="also write a statically quantised int8 file (QDQ, per-channel weights)")
+    p.add_argument("--calibration-images", type=whole_number(1, 50_000), default=CALIBRATION_IMAGES, metavar="N",
+                   help=f"training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES})")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHOD,
+                   help=f"how activation ranges are set from them (default: {CALIBRATION_METHOD})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="CIFAR-10 location, for the check and the calibration (default: $TINYCIFAR_DATA or cache)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinycifar.data import load_cifar10
+    from tinycifar.evaluate import metrics_from_logits
+    from tinycifar.pretrained import load_model, resolve_model_name
+
+    _need_onnx()
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise TinyCifarError(f"--out {out}: name the file *.onnx")
+    if out.is_dir():
+        raise TinyCifarError(f"--out {out} is a folder: name the .onnx file to write")
+    writable_dir(out.parent, "--out folder", "choose an --out in a folder you can write to")
+    name = resolve_model_name(args.model, args.weights)
+    model = load_model(name, args.weights, "cpu")
+    test_images, test_labels = load_cifar10("test", args.data_dir)
+
+    export_onnx(model, out, name)
+    check = compare(model, out, test_images)
+    torch_logits = predict_logits(model, test_images, torch.device("cpu"))
+    rows = [("PyTorch fp32", None, metrics_from_logits(torch_logits, test_labels)["accuracy"])]
+    fp32_acc = metrics_from_logits(OnnxClassifier(out).logits(test_images), test_labels)["accuracy"]
+    rows.append((f"ONNX fp32 {out}", out.stat().st_size, fp32_acc))
+    print(f"wrote {out}: ONNX Runtime vs PyTorch on the {len(test_images):,} test images: largest logit "
+          f"difference {check['max_abs_logit_diff']:.2e}, top-1 agreement {check['top1_agreement']:.2%}")
+    if args.int8:
+        train_images, _ = load_cifar10("train", args.data_dir)
+        q = int8_path(out)
+        quantize_int8(out, q, calibration_sample(train_images, args.calibration_images), args.calibration_method)
+        int8_acc = metrics_from_logits(OnnxClassifier(q).logits(test_images), test_labels)["accuracy"]
+        rows.append((f"ONNX int8 {q}", q.stat().st_size, int8_acc))
+    print(f"{'file':<48}{'size':>10}{'test accuracy':>15}")
+    for label, size, acc in rows:
+        print(f"{label:<48}{'' if size is None else f'{size / 1000:.1f} KB':>10}{acc:>15.2%}")
+    return 0

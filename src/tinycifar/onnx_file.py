@@ -1,0 +1,161 @@
+"""An ONNX classifier file under tinycifar's contract, run with ONNX Runtime.
+
+The contract, which ``tinycifar export`` writes and ``evaluate --onnx`` / ``predict --onnx``
+expect of any file, ours or not:
+
+- one input ``images``: float32, NCHW ``(batch, 3, 32, 32)``, RGB pixel values in [0, 1]
+  (normalisation is inside the graph), any batch size;
+- one output ``logits``: float32 ``(batch, 10)``, in the order of :data:`tinycifar.data.CLASSES`;
+- self-contained: no external-data side file.
+
+A file may come from a stranger. Reading one runs no code (ONNX is a protobuf, parsed by
+onnx and ONNX Runtime, never unpickled); it is size-capped before it is read, may not
+point at other files (external data), and must keep the contract before a session is
+built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinycifar.data import CLASSES
+from tinycifar.errors import TinyCifarError
+
+INPUT, OUTPUT = "images", "logits"
+IMAGE_SHAPE = (3, 32, 32)
+# A model of this project is a few hundred KB; 64 MB leaves room for much larger ones and
+# keeps a hostile file from filling memory before it is even parsed.
+MAX_BYTES = 64 * 2**20
+CONTRACT = (f"input {INPUT!r} float32 (batch, 3, 32, 32) RGB in [0, 1]; output {OUTPUT!r} float32 "
+            f"(batch, {len(CLASSES)}); self-contained")
+
+
+def _need_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise TinyCifarError("ONNX support is an optional extra: pip install 'tinycifar[export]'") from None
+    return onnx, onnxruntime
+
+
+def read_model(path: Path | str) -> Any:
+    """The ``onnx.ModelProto`` in ``path``, checked against the contract; one clear
+    :class:`TinyCifarError` for a missing, oversized, corrupt or non-conforming file."""
+    onnx, _ = _need_onnx()
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise TinyCifarError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if path.is_dir():
+        raise TinyCifarError(f"{path}: is a folder, not an .onnx file")
+    if size > MAX_BYTES:
+        raise TinyCifarError(f"{path}: {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB tinycifar "
+                             "reads; this is not a tiny classifier")
+    try:
+        data = path.read_bytes()
+        model = onnx.load_model_from_string(data)
+    except OSError as e:
+        raise TinyCifarError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({_first_line(e)}); "
+                             "export it again") from None
+    if not model.graph.node:
+        raise TinyCifarError(f"{path}: not an ONNX model (no graph found); truncated or not ONNX at all")
+    check_contract(model, path)
+    return model
+
+
+def check_contract(model: Any, path: Path | str) -> None:
+    onnx, _ = _need_onnx()
+    g = model.graph
+    external = [t.name for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise TinyCifarError(f"{path}: keeps weights in external files ({external[0]}, ...); tinycifar "
+                             "reads only self-contained files: save it with all tensors inside")
+    initializers = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in initializers]
+    problems = []
+    if [i.name for i in inputs] != [INPUT]:
+        problems.append(f"inputs are {[i.name for i in inputs]}, expected [{INPUT!r}]")
+    else:
+        problems += _tensor_problems(inputs[0], IMAGE_SHAPE)
+    if [o.name for o in g.output] != [OUTPUT]:
+        problems.append(f"outputs are {[o.name for o in g.output]}, expected [{OUTPUT!r}]")
+    else:
+        problems += _tensor_problems(g.output[0], (len(CLASSES),))
+    if problems:
+        raise TinyCifarError(f"{path}: does not keep tinycifar's ONNX contract ({'; '.join(problems)}). "
+                             f"The contract: {CONTRACT}")
+
+
+def _tensor_problems(value: Any, trailing: tuple[int, ...]) -> list[str]:
+    onnx, _ = _need_onnx()
+    t = value.type.tensor_type
+    problems = []
+    if t.elem_type != onnx.TensorProto.FLOAT:
+        problems.append(f"{value.name!r} is {onnx.TensorProto.DataType.Name(t.elem_type).lower()}, "
+                        "expected float32")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    if len(dims) != 1 + len(trailing) or any(d is not None and d != want for d, want in zip(dims[1:], trailing)):
+        shown = ", ".join("?" if d is None else str(d) for d in dims)
+        problems.append(f"{value.name!r} has shape ({shown}), expected (batch, {', '.join(map(str, trailing))})")
+    return problems
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+class OnnxClassifier:
+    """An ONNX Runtime session on a contract-keeping file: uint8 images in, logits out.
+
+    ``threads`` caps ONNX Runtime's intra-op threads (default: PyTorch's thread count, so
+    the two run on the same cores when compared).
+    """
+
+    def __init__(self, path: Path | str, threads: int | None = None) -> None:
+        _, ort = _need_onnx()
+        self.path = Path(path)
+        self.model = read_model(self.path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(self.model.SerializeToString(), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
+            raise TinyCifarError(f"{self.path}: ONNX Runtime cannot run it ({_first_line(e)})") from None
+        self.metadata = {p.key: p.value for p in self.model.metadata_props}
+
+    def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """fp32 logits for uint8 images ``(N, 3, 32, 32)``, in batches."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].numpy().astype(np.float32) / 255.0
+            out.append(torch.from_numpy(self.run(x)))
+        return torch.cat(out) if out else torch.empty(0, len(CLASSES))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One batch of float [0, 1] images through the session."""
+        try:
+            (logits,) = self.session.run([OUTPUT], {INPUT: x})
+        except Exception as e:  # noqa: BLE001
+            raise TinyCifarError(f"{self.path}: ONNX Runtime failed on it ({_first_line(e)})") from None
+        if logits.shape != (len(x), len(CLASSES)):
+            raise TinyCifarError(f"{self.path}: returned logits of shape {logits.shape}, expected "
+                                 f"({len(x)}, {len(CLASSES)})")
+        return logits.astype(np.float32, copy=False)
+
+
+def file_size(path: Path | str) -> int:
+    return os.stat(path).st_size
