@@ -15,7 +15,9 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from tinycifar import distributed
 from tinycifar.augment import Augmentation, Draws
 from tinycifar.averaging import make_averager
 from tinycifar.checkpoint import (
@@ -92,11 +95,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, averager,
                 augmentation: Augmentation, draws: Draws, data: Data, recipe: Recipe, precision: str,
-                dev: torch.device, steps: Iterable[int],
-                first_step: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``).
+                dev: torch.device, steps: Iterable[int], first_step: int = 0,
+                shard: distributed.Single = distributed.Single(),
+                net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``), each
+    process training its ``shard`` of every batch through ``net`` (``model`` wrapped for
+    data parallelism; ``model`` itself in one process).
 
-    Returns the summed loss and the correct count, still on the device, and the last
+    Returns this process's summed loss and correct count, still on the device, and the last
     learning rate. No step waits on the host (a GPU test holds it to that): the caller reads
     the sums once, after the epoch.
     """
@@ -107,10 +113,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, a
     lr = optimizer.param_groups[0]["lr"]
     for step in steps:
         lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
-        batch = draws[step * batch_size:(step + 1) * batch_size]
+        batch = draws[shard.rows(step, batch_size)]
         x = augmentation(prepare(images[batch.order], dev), batch)
         y = labels[batch.order]
-        loss, logits = train_step(model, optimizer, x, y, recipe.label_smoothing, precision, dev)
+        loss, logits = train_step(net or model, optimizer, x, y, recipe.label_smoothing, precision, dev)
         scheduler.step()
         averager.update(model, first_step + step)
         loss_sum += loss.detach() * len(y)
@@ -156,12 +162,18 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     schedule ends within it (see :mod:`tinycifar.budget`). ``compile`` runs the model through
     ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). Writes config, environment,
     per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
-    final metrics.
+    final metrics. Under ``torchrun`` each process trains its share of every batch
+    (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and logs.
     """
     started = time.perf_counter()
-    out = Path(out)
+    shard, dev = distributed.from_env(resolve_device(device), min(recipe.batch_size, len(train[0])))
+    if time_budget is not None and shard.world > 1:
+        raise TinyCifarError("--time is not available under torchrun: give --epochs")
+    run_dir = Path(out)  # where a resumed run's checkpoint is read from, by every rank
+    out = run_dir if shard.is_main else Path(tempfile.mkdtemp(prefix=f"tinycifar-rank{shard.rank}-"))
+    if not shard.is_main:  # the other ranks write a scratch copy, silently
+        log, progress = (lambda *_: None), False
     check_writable(out)
-    dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
     images, labels = train
@@ -173,13 +185,15 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                                     time_budget - (time.perf_counter() - started), resume, log)
     config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
               "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
-              "precision": precision, "time_budget_s": time_budget}
+              "precision": precision, "time_budget_s": time_budget,
+              **({"processes": shard.world} if shard.world > 1 else {})}
 
     torch.manual_seed(seed)
     model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
     init_from_data(model, images, dev)
     if compile:
         model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
+    net = shard.wrap(model)  # what the steps run: DistributedDataParallel under torchrun
     optimizer = make_optimizer(model, recipe)
     total_steps = recipe.epochs * steps_per_epoch
     warmup = round(recipe.warmup_epochs * steps_per_epoch)
@@ -191,9 +205,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
-        state = load_checkpoint(out)
+        state = load_checkpoint(run_dir)
         if state["config"] != config:
-            raise TinyCifarError(f"--resume: the run in {out} was started with a different "
+            raise TinyCifarError(f"--resume: the run in {run_dir} was started with a different "
                                  "configuration (model, recipe, seed, data or precision); resume it "
                                  "with the same options, or start a new run in another --out")
         model.load_state_dict(state["model"])
@@ -204,7 +218,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         # The log may hold an epoch the checkpoint does not (killed in between, or resumed
         # from previous.pt): the checkpoint's history is the truth.
         atomic_write(out / "log.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history)))
-        log(f"resuming {out} after epoch {start_epoch} of {recipe.epochs}")
+        log(f"resuming {run_dir} after epoch {start_epoch} of {recipe.epochs}")
     else:
         _write_json(out / "config.json", config)
         _write_json(out / "environment.json", environment(dev, precision))
@@ -225,9 +239,11 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                    disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
                                             augmentation.draw(epoch, g, dev), device_data, recipe,
-                                            precision, dev, bar, first_step=epoch * steps_per_epoch)
+                                            precision, dev, bar, first_step=epoch * steps_per_epoch,
+                                            shard=shard, net=net)
+        loss_sum, correct = shard.total(loss_sum).item(), shard.total(correct).item()  # all ranks' shares
         seen = steps_per_epoch * batch_size
-        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
         if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
             row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
@@ -242,6 +258,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         log(_format_row(row, eval_name))
 
     final_model = averager.final(model)
+    shard.check_in_sync(final_model)
     save_weights(final_model, out / "model.safetensors",
                  {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs)})
     last = history[-1]
@@ -251,9 +268,13 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
                f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
                "train_seconds": sum(r["seconds"] for r in history),
-               "wall_seconds": time.perf_counter() - started if not resume else None}
+               "wall_seconds": time.perf_counter() - started if not resume else None,
+               **({"processes": shard.world} if shard.world > 1 else {})}
     _write_json(out / "metrics.json", metrics)
     plot_history(history, eval_name, out / "curves.png")
+    if not shard.is_main:
+        shutil.rmtree(out, ignore_errors=True)
+    shard.close()
     return metrics
 
 
@@ -361,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
-    print(format_summary(summarize(create_model(args.model))))
+    say = print if distributed.is_main_process() else (lambda *_: None)
+    say(format_summary(summarize(create_model(args.model))))
     if args.resume:
         check_resumable(out)
     check_writable(out)
@@ -371,6 +393,6 @@ def run(args: argparse.Namespace) -> int:
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
                   device=args.device, resume=args.resume, progress=not args.no_progress,
                   precision=args.precision, time_budget=budget, compile=args.compile)
-    print(json.dumps(metrics, indent=2))
-    print(f"run folder: {out}")
+    say(json.dumps(metrics, indent=2))
+    say(f"run folder: {out}")
     return 0
