@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("tinycifar.summary", "print a model's layer table, parameters, MACs, receptive field"),
     "analyze": ("tinycifar.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
     "train": ("tinycifar.train", "train a model"),
+    "repeat": ("tinycifar.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
     "evaluate": ("tinycifar.evaluate", "evaluate weights on the official test set"),
     "predict": ("tinycifar.predict", "classify image files"),
     "export": ("tinycifar.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),
