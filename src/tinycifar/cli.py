@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("tinycifar.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
     "train": ("tinycifar.train", "train a model"),
     "repeat": ("tinycifar.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
+    "sweep": ("tinycifar.sweep", "search recipe fields on Optuna, scored on the validation split"),
     "evaluate": ("tinycifar.evaluate", "evaluate weights on the official test set"),
     "predict": ("tinycifar.predict", "classify image files"),
     "export": ("tinycifar.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -155,12 +155,15 @@ def check_writable(out: Path) -> None:
 def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
         eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
         progress: bool = True, log=print, precision: str = "auto",
-        time_budget: float | None = None, compile: bool = False) -> dict[str, Any]:
+        time_budget: float | None = None, compile: bool = False, model_args: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train ``model_name`` on ``train``; evaluate on ``eval_data`` every ``eval_every`` epochs.
 
     With ``time_budget`` (seconds) the number of epochs is chosen so that the whole
     schedule ends within it (see :mod:`tinycifar.budget`). ``compile`` runs the model through
-    ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). Writes config, environment,
+    ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). ``model_args``
+    go to the model's constructor (widths, say); ``on_epoch`` sees each epoch's log row
+    once it is saved (a sweep reports it to its pruner, and may stop the run). Writes config, environment,
     per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
     final metrics. Under ``torchrun`` each process trains its share of every batch
     (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and logs.
@@ -186,10 +189,11 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
               "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
               "precision": precision, "time_budget_s": time_budget,
-              **({"processes": shard.world} if shard.world > 1 else {})}
+              **({"processes": shard.world} if shard.world > 1 else {}),
+              **({"model_args": model_args} if model_args else {})}
 
     torch.manual_seed(seed)
-    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+    model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
     init_from_data(model, images, dev)
     if compile:
         model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
@@ -256,6 +260,8 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         log(_format_row(row, eval_name))
+        if on_epoch is not None:
+            on_epoch(row)
 
     final_model = averager.final(model)
     shard.check_in_sync(final_model)

@@ -46,5 +46,5 @@ class FastNet(nn.Module):
 
 
 @register_model("fastnet", "fast recipe's model: patch-whitening stem, conv-pool-conv groups", recipe="fast")
-def fastnet(num_classes: int = 10) -> nn.Module:
-    return FastNet(num_classes)
+def fastnet(num_classes: int = 10, widths: tuple[int, int, int] = (24, 40, 64)) -> nn.Module:
+    return FastNet(num_classes, tuple(widths))

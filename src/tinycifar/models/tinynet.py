@@ -41,5 +41,5 @@ class TinyNet(nn.Module):
 
 
 @register_model("tinynet", "plain CNN for CPU speed, DS convs where wide, ECA attention (classic recipe)")
-def tinynet(num_classes: int = 10) -> nn.Module:
-    return TinyNet(num_classes)
+def tinynet(num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
+    return TinyNet(num_classes, tuple(widths))

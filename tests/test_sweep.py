@@ -1,0 +1,173 @@
+"""`tinycifar sweep`: the search space, the budget, workers, a killed worker, both storages."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import REAL_DATA, needs_real_data
+
+optuna = pytest.importorskip("optuna", reason="the [sweep] extra is not installed")
+
+from optuna.trial import TrialState  # noqa: E402
+
+from tinycifar.errors import TinyCifarError  # noqa: E402
+from tinycifar.recipe import load_recipe  # noqa: E402
+from tinycifar.sweep import account_for_dead, configure, load_space, open_storage  # noqa: E402
+
+# A tiny split: 256 training images, scored on 200 held-out ones, 3 epochs a trial; one
+# width choice is over the parameter budget (116,728 parameters) and must be rejected.
+SPACE = """
+model = "fastnet"
+recipe = "fast"
+val_split = 5000
+train_images = 256
+val_images = 200
+[fixed]
+epochs = 3
+warmup_epochs = 0.5
+batch_size = 64
+[search]
+lr = {low = 0.05, high = 1.0, log = true}
+label_smoothing = {choices = [0.0, 0.2]}
+[model_args]
+widths = {choices = [[16, 24, 32], [32, 48, 64]]}
+"""
+
+
+@pytest.fixture
+def postgres_url():
+    """The PostgreSQL that .ci/run starts on loopback. In CI this test may not skip."""
+    url = os.environ.get("TINYCIFAR_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL sweep test: .ci/run sets TINYCIFAR_TEST_POSTGRES")
+        pytest.skip("no PostgreSQL: set TINYCIFAR_TEST_POSTGRES=postgresql://user@127.0.0.1:PORT/db")
+    return url
+
+
+def _space(tmp_path: Path, text: str = SPACE) -> Path:
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_space_becomes_a_recipe_model_and_widths(tmp_path):
+    space = load_space(_space(tmp_path))
+    trial = optuna.trial.FixedTrial({"lr": 0.3, "label_smoothing": 0.2, "model.widths": "[16, 24, 32]"})
+    model, model_args, recipe = configure(trial, space)
+    assert (model, model_args) == ("fastnet", {"widths": [16, 24, 32]})
+    assert (recipe.lr, recipe.label_smoothing, recipe.epochs, recipe.batch_size) == (0.3, 0.2, 3, 64)
+    assert recipe.eval_every == 1  # the pruner sees every epoch
+    assert recipe.lookahead == load_recipe("fast").lookahead  # the rest is the base recipe
+
+
+@pytest.mark.parametrize("text, says", [
+    ('model = "nosuchnet"', "unknown model 'nosuchnet'"),
+    ('colour = "red"', "unknown key(s) colour"),
+    ('[search]\nlrate = {low = 0.1, high = 1.0}', "lrate are not recipe fields"),
+    ('[search]\nlr = {low = 1.0, high = 0.1}', "is not a search range"),
+    ('[search]\nlr = {low = 0, high = 1, log = true}', "is not a search range"),
+    ('[fixed]\nlr = 0.1\n[search]\nlr = {low = 0.1, high = 1.0}', "both [fixed] and [search]"),
+    ('recipe = "nosuch"', "neither a packaged recipe"),
+    ("model = [", "not a valid TOML"),
+])
+def test_a_bad_space_is_one_clear_error(tmp_path, text, says):
+    with pytest.raises(TinyCifarError, match=None) as e:
+        load_space(_space(tmp_path, text))
+    assert says in str(e.value)
+
+
+def test_a_dead_workers_trial_is_failed_and_retried_once(tmp_path):
+    study = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s", direction="maximize")
+    t = study.ask({"lr": optuna.distributions.FloatDistribution(0.1, 1.0)})
+    t.set_user_attr("worker", "host:123")
+    other = study.ask({"lr": optuna.distributions.FloatDistribution(0.1, 1.0)})
+    other.set_user_attr("worker", "host:456")
+    assert account_for_dead(study, "host:123") == [t.number]
+    trials = study.get_trials()
+    assert trials[t.number].state == TrialState.FAIL
+    assert trials[other.number].state == TrialState.RUNNING  # another worker's: untouched
+    (queued,) = [x for x in trials if x.state == TrialState.WAITING]
+    assert queued.system_attrs["fixed_params"] == trials[t.number].params  # what it will run
+    assert queued.user_attrs["retry_of"] == t.number
+
+
+def _sweep_and_kill(tmp_path: Path, storage: str | None, study: str) -> Path:
+    """A 2-worker sweep of 8 trials; SIGKILL the worker of the first trial seen running."""
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "tinycifar", "sweep", str(_space(tmp_path)), "--study", study,
+           "--trials", "8", "--workers", "2", "--out", str(out), "--data-dir", REAL_DATA, "--device", "cpu"]
+    if storage:
+        cmd += ["--storage", storage]
+    sweep = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    killed = None
+    while killed is None:
+        assert sweep.poll() is None and time.time() < deadline, sweep.stdout.read()
+        time.sleep(0.2)
+        if not (storage or (out / "study.journal").exists()):
+            continue
+        try:
+            seen = optuna.load_study(study_name=study, storage=open_storage(storage, out))
+        except KeyError:  # the study is not created yet
+            continue
+        running = [t for t in seen.get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs
+                   and t.user_attrs.get("params", 0) < 100_000]
+        if running:
+            pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGKILL)
+            killed = running[0].number
+    output = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 0, output
+    assert "died (signal 9)" in output and f"trial(s) [{killed}] marked failed" in output
+
+    final = optuna.load_study(study_name=study, storage=open_storage(storage, out))
+    trials = final.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]  # none left hanging
+    assert trials[killed].state == TrialState.FAIL
+    assert any(t.user_attrs.get("retry_of") == killed for t in trials)  # its parameters ran again
+    counted = len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
+    assert 8 <= counted <= 9  # a worker checks the count after its trial: the other may be mid-way
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert all(t.state == TrialState.PRUNED and t.params["model.widths"] == "[32, 48, 64]" for t in rejected)
+    assert all(not (out / f"trial-{t.number}").exists() for t in rejected)  # never trained
+    return out
+
+
+def _check_results(out: Path) -> None:
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert rows[0].startswith("trial,state,val_acc") and len(rows) >= 10  # header, 8 counted, the failure
+    assert (out / "history.png").stat().st_size > 1000
+    recipe = load_recipe(out / "best.toml")  # what `tinycifar train --recipe best.toml` reads
+    assert recipe.epochs == 3 and recipe.batch_size == 64 and 0.05 <= recipe.lr <= 1.0
+    assert "--model fastnet" in (out / "best.toml").read_text()
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_sweep_on_a_journal_survives_a_killed_worker(tmp_path):
+    _check_results(_sweep_and_kill(tmp_path, None, "journal"))
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_sweep_on_postgresql_survives_a_killed_worker(tmp_path, postgres_url):
+    study = f"test-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(postgres_url, tmp_path)
+    assert storage.heartbeat_interval is not None  # a database study also has Optuna's heartbeat
+    _check_results(_sweep_and_kill(tmp_path, postgres_url, study))
+
+
+def test_an_unreachable_database_is_one_line(tmp_path, capsys):
+    from tinycifar import cli
+
+    rc = cli.main(["sweep", str(_space(tmp_path)), "--storage", "postgresql://nobody@127.0.0.1:1/none",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot open the study storage" in err
