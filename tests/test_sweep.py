@@ -145,7 +145,8 @@ def _check_results(out: Path) -> None:
     assert (out / "history.png").stat().st_size > 1000
     recipe = load_recipe(out / "best.toml")  # what `tinycifar train --recipe best.toml` reads
     assert recipe.epochs == 3 and recipe.batch_size == 64 and 0.05 <= recipe.lr <= 1.0
-    assert "--model fastnet" in (out / "best.toml").read_text()
+    header = (out / "best.toml").read_text()
+    assert "--model fastnet" in header and "--model-args" in header  # widths were searched
 
 
 @pytest.mark.slow
@@ -171,3 +172,14 @@ def test_an_unreachable_database_is_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot open the study storage" in err
+
+
+def test_train_takes_the_model_args_a_sweep_names(tmp_path, capsys):
+    from tinycifar import cli
+    from tinycifar.train import parse_model_args
+
+    assert parse_model_args("fastnet", '{"widths": [16, 24, 32]}') == {"widths": [16, 24, 32]}
+    for bad, says in (('{"widths": [16, 24', "is not JSON"), ('[16]', "JSON object"),
+                      ('{"depth": 3}', "does not take")):
+        assert cli.main(["train", "--model-args", bad, "--out", str(tmp_path / "r")]) == 2
+        assert says in capsys.readouterr().err

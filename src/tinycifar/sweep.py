@@ -398,7 +398,8 @@ def write_best(best: Any, space: Space, path: Path) -> None:
     lines = ["# tinycifar sweep: the best trial's recipe",
              f"# trial {best.number}, validation accuracy {best.value:.4f}, model {model}"
              + (f" {json.dumps(model_args)}" if model_args else ""),
-             f"# train it: tinycifar train --model {model} --recipe {path.name}", ""]
+             f"# train it: tinycifar train --model {model} --recipe {path.name}"
+             + (f" --model-args '{json.dumps(model_args)}'" if model_args else ""), ""]
     for f_ in fields(recipe):
         value = getattr(recipe, f_.name)
         lines.append(f"{f_.name} = {str(value).lower() if isinstance(value, bool) else repr(value)}")

@@ -358,6 +358,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default=None,
                    help="packaged recipe (classic, fast) or a TOML file (default: the model's own, "
                         "fast for fastnet, classic for the others)")
+    p.add_argument("--model-args", default=None, metavar="JSON",
+                   help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -375,6 +377,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_recipe_flags(p)
 
 
+def parse_model_args(model: str, text: str | None) -> dict[str, Any]:
+    """``--model-args`` as a dict the model's constructor takes; one clear error otherwise."""
+    if text is None:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
+    if not isinstance(values, dict):
+        raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
+    try:
+        create_model(model, **values)
+    except (TypeError, ValueError) as e:
+        raise TinyCifarError(f"model {model} does not take --model-args {text} ({e})") from None
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from tinycifar.budget import parse_duration
     from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
@@ -387,9 +406,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.val_split < n_train:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
+    model_args = parse_model_args(args.model, args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
-    say(format_summary(summarize(create_model(args.model))))
+    say(format_summary(summarize(create_model(args.model, **model_args))))
     if args.resume:
         check_resumable(out)
     check_writable(out)
@@ -398,7 +418,8 @@ def run(args: argparse.Namespace) -> int:
     eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
                   device=args.device, resume=args.resume, progress=not args.no_progress,
-                  precision=args.precision, time_budget=budget, compile=args.compile)
+                  precision=args.precision, time_budget=budget, compile=args.compile,
+                  model_args=model_args or None)
     say(json.dumps(metrics, indent=2))
     say(f"run folder: {out}")
     return 0
