@@ -1,6 +1,8 @@
 """`tinycifar sweep`: the search space, the budget, workers, a killed worker, both storages."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from tinycifar.errors import TinyCifarError  # noqa: E402
 from tinycifar.recipe import load_recipe  # noqa: E402
+from tinycifar.train import parse_model_args  # noqa: E402
 from tinycifar.sweep import account_for_dead, configure, load_space, open_storage  # noqa: E402
 
 # A tiny split: 256 training images, scored on 200 held-out ones, 3 epochs a trial; one
@@ -131,6 +134,8 @@ def _sweep_and_kill(tmp_path: Path, storage: str | None, study: str) -> Path:
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]  # none left hanging
     assert trials[killed].state == TrialState.FAIL
     assert any(t.user_attrs.get("retry_of") == killed for t in trials)  # its parameters ran again
+    drawn = [tuple(sorted(t.params.items())) for t in trials if "retry_of" not in t.user_attrs]
+    assert len(set(drawn)) == len(drawn)  # the replacement worker did not redraw the dead one's trials
     counted = len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
     assert 8 <= counted <= 9  # a worker checks the count after its trial: the other may be mid-way
     rejected = [t for t in trials if "rejected" in t.user_attrs]
@@ -147,6 +152,8 @@ def _check_results(out: Path) -> None:
     assert recipe.epochs == 3 and recipe.batch_size == 64 and 0.05 <= recipe.lr <= 1.0
     header = (out / "best.toml").read_text()
     assert "--model fastnet" in header and "--model-args" in header  # widths were searched
+    model_args = json.loads(re.search(r"--model-args '(.*)'", header).group(1))
+    assert parse_model_args("fastnet", json.dumps(model_args)) == {"widths": [16, 24, 32]}  # as train reads it
 
 
 @pytest.mark.slow

@@ -48,6 +48,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ def _need_optuna():
     except ImportError:
         raise TinyCifarError("sweeps are an optional extra: pip install 'tinycifar[sweep]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeat and its retry callback are marked experimental (since Optuna 2.8, unchanged):
+    # a warning per process that tells a user nothing to do.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
 
@@ -134,11 +138,14 @@ def _check_spec(path: Path, name: str, spec: Any) -> None:
 def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     if "choices" in spec:  # Optuna stores scalars: lists (widths) travel as JSON text
         encoded = [json.dumps(c) if isinstance(c, list) else c for c in spec["choices"]]
-        value = trial.suggest_categorical(name, encoded)
-        return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+        return _decode(trial.suggest_categorical(name, encoded))
     if all(isinstance(spec[k], int) for k in ("low", "high")) and not spec.get("log"):
         return trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1))
     return trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
+
+
+def _decode(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
 
 
 def configure(trial: Any, space: Space) -> tuple[str, dict[str, Any], Any]:
@@ -169,7 +176,7 @@ def open_storage(spec: str | None, out: Path) -> Any:
     url = spec.replace("postgresql://", "postgresql+psycopg://", 1)  # the driver the extra installs
     try:
         return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as e:  # noqa: BLE001 - connection refused, bad URL, missing driver: all one line
         raise TinyCifarError(f"cannot open the study storage {spec} ({str(e).splitlines()[0][:200]})") from None
 
@@ -322,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {args.study!r} in {args.storage or Path(args.out) / 'study.journal'}: "
           f"{_counted(study)} of {args.trials} trials done; {args.workers} worker(s), {threads} thread(s) each")
     workers = {i: _spawn(args, i, threads) for i in range(args.workers)}
-    restarts = 0
+    restarts = 0  # a replacement gets a new number: its sampler must not redraw the dead one's trials
     try:
         while workers:
             time.sleep(1)
@@ -337,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"worker {i} died ({why}); trial(s) {lost or 'none'} marked failed and queued again")
                     if _counted(study) < args.trials and restarts < MAX_RESTARTS:
                         restarts += 1
-                        workers[i] = _spawn(args, i, threads)
+                        workers[i] = _spawn(args, args.workers - 1 + restarts, threads)
     except KeyboardInterrupt:
         for proc in workers.values():
             proc.send_signal(signal.SIGINT)
@@ -392,7 +399,7 @@ def write_best(best: Any, space: Space, path: Path) -> None:
     from tinycifar.recipe import load_recipe
 
     model = best.params.get("model", space.model)
-    model_args = {k.removeprefix("model."): v for k, v in best.params.items() if k.startswith("model.")}
+    model_args = {k.removeprefix("model."): _decode(v) for k, v in best.params.items() if k.startswith("model.")}
     recipe = replace(load_recipe(space.recipe), **space.fixed,
                      **{k: v for k, v in best.params.items() if k != "model" and not k.startswith("model.")})
     lines = ["# tinycifar sweep: the best trial's recipe",
