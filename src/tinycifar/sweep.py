@@ -385,7 +385,10 @@ def report(study: Any, space: Space, out: Path) -> None:
     for name, plot in (("history", optuna.visualization.matplotlib.plot_optimization_history),
                        ("importances", optuna.visualization.matplotlib.plot_param_importances)):
         try:
-            save_figure(plot(study).figure, out / f"{name}.png")
+            fig = plot(study).figure
+            fig.set_size_inches(8, 4.5)
+            fig.tight_layout()  # Optuna's layout clips long parameter names
+            save_figure(fig, out / f"{name}.png")
         except (ValueError, RuntimeError) as e:  # importances need 2+ complete trials and a varied param
             print(f"no {name}.png: {e}")
     best = study.best_trial
