@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from tinycifar.models import create_model, list_models
-from tinycifar.precision import cpu_info
+from tinycifar.precision import autocast, cpu_info
 from tinycifar.summary import summarize
 
 REFERENCE = "seed"
@@ -43,15 +43,19 @@ def _batch(batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def train_throughput(model: nn.Module, x: torch.Tensor, y: torch.Tensor, warmup: int, steps: int) -> float:
-    """Images per second over ``steps`` SGD steps after ``warmup`` untimed ones."""
+def train_throughput(model: nn.Module, x: torch.Tensor, y: torch.Tensor, warmup: int, steps: int,
+                     precision: str = "fp32") -> float:
+    """Images per second over ``steps`` SGD steps after ``warmup`` untimed ones, the forward
+    pass under ``precision``'s autocast (the training loop's)."""
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with autocast(precision, torch.device("cpu")):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
         loss.backward()
         opt.step()
 
@@ -74,7 +78,8 @@ def infer_throughput(model: nn.Module, x: torch.Tensor, warmup: int, steps: int)
         return steps * x.shape[0] / (time.perf_counter() - t0)
 
 
-def measure(names: list[str], batch_size: int, warmup: int, steps: int, rounds: int) -> list[dict]:
+def measure(names: list[str], batch_size: int, warmup: int, steps: int, rounds: int,
+            bf16: bool = False) -> list[dict]:
     x, y = _batch(batch_size)
     results: dict[str, dict] = {}
     for name in names:
@@ -86,6 +91,7 @@ def measure(names: list[str], batch_size: int, warmup: int, steps: int, rounds: 
             "receptive_field": s.receptive_field,
             "train_img_s": 0.0,
             "infer_img_s": 0.0,
+            **({"train_bf16_img_s": 0.0} if bf16 else {}),
         }
     for r in range(rounds):
         for name in names:
@@ -96,6 +102,9 @@ def measure(names: list[str], batch_size: int, warmup: int, steps: int, rounds: 
             res = results[name]
             res["train_img_s"] = max(res["train_img_s"], train)
             res["infer_img_s"] = max(res["infer_img_s"], infer)
+            if bf16:
+                res["train_bf16_img_s"] = max(res["train_bf16_img_s"],
+                                              train_throughput(model, x, y, warmup, steps, "bf16"))
             print(f"  round {r + 1}/{rounds} {name}: train {train:,.0f} img/s, infer {infer:,.0f} img/s",
                   file=sys.stderr, flush=True)
             del model
@@ -134,14 +143,15 @@ def format_markdown(results: list[dict], env: dict) -> str:
         f"batch {env['batch_size']}, channels_last, {env['warmup']} warm-up + {env['steps']} timed steps"
         + (f", best of {env['rounds']} rounds" if env["rounds"] > 1 else ""),
         "",
-        "| model | params | MACs (M) | receptive field | train img/s | infer img/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | params | MACs (M) | receptive field | train img/s | train img/s, bf16 | infer img/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rf = "-" if r["receptive_field"] is None else str(r["receptive_field"])
+        bf16 = f"{r['train_bf16_img_s']:,.0f}" if "train_bf16_img_s" in r else "-"
         lines.append(
             f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.2f} | {rf} | "
-            f"{r['train_img_s']:,.0f} | {r['infer_img_s']:,.0f} |"
+            f"{r['train_img_s']:,.0f} | {bf16} | {r['infer_img_s']:,.0f} |"
         )
     lines += ["", f"Relative to `{REFERENCE}` (higher is faster):", "",
               f"| model | train vs {REFERENCE} | infer vs {REFERENCE} |", "|---|---:|---:|"]
@@ -171,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=_positive, default=None,
                    help="torch.set_num_threads (default: leave torch's default)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time training under bf16 autocast (slow where the CPU only emulates it)")
     args = p.parse_args(argv)
 
     known = list_models()
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     env = environment(args.batch_size, args.warmup, args.steps, args.rounds)
-    results = measure(names, args.batch_size, args.warmup, args.steps, args.rounds)
+    results = measure(names, args.batch_size, args.warmup, args.steps, args.rounds, args.bf16)
     print(format_markdown(results, env))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
