@@ -185,7 +185,8 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
 
     if time_budget is not None:
         recipe = _recipe_for_budget(model_name, recipe, out, train, eval_data, dev, precision,
-                                    time_budget - (time.perf_counter() - started), resume, log)
+                                    time_budget - (time.perf_counter() - started), resume, log,
+                                    model_args or {})
     config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
               "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
               "precision": precision, "time_budget_s": time_budget,
@@ -285,14 +286,15 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
 
 
 def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
-                       dev: torch.device, precision: str, seconds: float, resume: bool, log) -> Recipe:
+                       dev: torch.device, precision: str, seconds: float, resume: bool, log,
+                       model_args: dict[str, Any]) -> Recipe:
     """The recipe with as many epochs as fit ``seconds``; a resumed run keeps its own."""
     from tinycifar.budget import epochs_within
 
     if resume:
         saved = load_checkpoint(out)["config"]["recipe"]
         return dataclasses.replace(recipe, epochs=saved["epochs"], warmup_epochs=saved["warmup_epochs"])
-    model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+    model = create_model(model_name, **model_args).to(dev).to(memory_format=torch.channels_last)
     plan = epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
                          precision)
     log(plan.describe())
