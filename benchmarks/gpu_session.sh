@@ -40,16 +40,17 @@ train gpu-fastnet-fast-s0-fp32 --seed 0 --precision fp32
 # --- 2. side by side -----------------------------------------------------------------------
 export OMP_NUM_THREADS=1  # 16 cores, ~16 processes: one thread each launching GPU work
 (timeout "$PHASE2_S" $PY -m pytest -q -p no:cacheprovider > "$OUT/pytest.log" 2>&1; echo "exit $?" >> "$OUT/pytest.log") &
+later() {  # later NAME ARGS...: train in the background, stopped after $PHASE2_S seconds
+  timeout "$PHASE2_S" bash -c "$(declare -f train); $(declare -p R DATA PY SMOKE_ARGS); train $*" &
+}
 for m in fastnet tinynet dilatednet senet unshufflenet resnet8 seed; do
-  timeout "$PHASE2_S" bash -c "$(declare -f train); $(declare -p R DATA PY SMOKE_ARGS); train zoo-$m-classic-s0 --model $m --recipe classic" &
+  later "zoo-$m-classic-s0" --model "$m" --recipe classic
 done
 for s in 1 2; do for m in fastnet tinynet; do
-  timeout "$PHASE2_S" bash -c "$(declare -f train); $(declare -p R DATA PY SMOKE_ARGS); train zoo-$m-classic-s$s --model $m --recipe classic --seed $s" &
+  later "zoo-$m-classic-s$s" --model "$m" --recipe classic --seed "$s"
 done; done
-for e in 14 28 56 112; do
-  timeout "$PHASE2_S" bash -c "$(declare -f train); $(declare -p R DATA PY SMOKE_ARGS); train val-fastnet-fast-e$e --val-split 5000 --epochs $e" &
-done
-timeout "$PHASE2_S" bash -c "$(declare -f train); $(declare -p R DATA PY SMOKE_ARGS); train val-fastnet-fast-e56-cutout8 --val-split 5000 --epochs 56 --cutout 8" &
+for e in 14 28 56 112; do later "val-fastnet-fast-e$e" --val-split 5000 --epochs "$e"; done
+later val-fastnet-fast-e56-cutout8 --val-split 5000 --epochs 56 --cutout 8
 wait
 tar czf "$OUT/runs.tgz" --exclude='*.pt' -C "$OUT" runs
 echo "gpu session done"

@@ -91,11 +91,13 @@ class Draws:
     centres: torch.Tensor | None = None  # (N, 2) cutout centres, fractions of the size
 
     def __getitem__(self, rows: slice) -> "Draws":
-        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else v[rows]
-                        for f in dataclasses.fields(self)})
+        return self._map(lambda t: t[rows])
 
     def to(self, device: torch.device) -> "Draws":
-        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+        return self._map(lambda t: t.to(device))
+
+    def _map(self, fn) -> "Draws":
+        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v)
                         for f in dataclasses.fields(self)})
 
 

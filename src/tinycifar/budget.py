@@ -70,6 +70,7 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
                   dev: torch.device, precision: str, steps: int = 6) -> Plan:
     """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
     from tinycifar.augment import Augmentation
+    from tinycifar.distributed import Single
     from tinycifar.train import train_step
 
     started = time.perf_counter()
@@ -83,7 +84,7 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
     times = []
     for step in range(steps + 2):
         t0 = time.perf_counter()
-        batch = draws[(step % steps_per_epoch) * batch_size:][:batch_size]
+        batch = draws[Single().rows(step % steps_per_epoch, batch_size)]
         x = augmentation(prepare(images[batch.order], dev), batch)
         loss, _ = train_step(model, optimizer, x, labels[batch.order], recipe.label_smoothing, precision, dev)
         loss.item()  # wait for the device

@@ -33,7 +33,7 @@ from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import MEAN, STD, predict_logits
 from tinycifar.models import DEFAULT_MODEL
-from tinycifar.onnx_file import CONTRACT, IMAGE_SHAPE, INPUT, OUTPUT, OnnxClassifier, _need_onnx
+from tinycifar.onnx_file import CONTRACT, IMAGE_SHAPE, INPUT, OUTPUT, OnnxClassifier, need_onnx
 from tinycifar.paths import writable_dir
 
 # Chosen on the validation split (benchmarks/int8_calibration.py, README "Deploy").
@@ -69,7 +69,7 @@ class ImagesToLogits(nn.Module):
 
 def export_onnx(model: nn.Module, path: Path, model_name: str, extra: dict[str, str] | None = None) -> None:
     """Write ``model`` (eval mode, CPU) to ``path`` as a contract-keeping ONNX file."""
-    onnx, _ = _need_onnx()
+    onnx, _ = need_onnx()
     graph = ImagesToLogits(model.cpu().float().eval().to(memory_format=torch.contiguous_format)).eval()
     example = torch.rand(2, *IMAGE_SHAPE)
     try:
@@ -164,7 +164,7 @@ def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
     """Static int8 quantisation of ``fp32_path`` into ``path``: QDQ, per-channel int8
     weights (7-bit range), uint8 activations whose ranges are calibrated on
     ``calibration_images`` (uint8, from the training set)."""
-    onnx, _ = _need_onnx()
+    onnx, _ = need_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -192,13 +192,13 @@ def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
         atomic_write(path, lambda p: onnx.save_model(proto, p))
 
 
-def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, float]:
-    """ONNX Runtime against PyTorch (fp32) on ``images``: largest absolute logit difference
-    and the share of images where both pick the same class."""
-    ours = predict_logits(model, images, torch.device("cpu"))
-    theirs = OnnxClassifier(onnx_path).logits(images)
-    return {"max_abs_logit_diff": float((ours - theirs).abs().max()) if len(images) else 0.0,
-            "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).float().mean()) if len(images) else 1.0}
+def compare(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
+    """Two sets of logits for the same images (PyTorch's, ONNX Runtime's): largest absolute
+    difference and the share of images where both pick the same class."""
+    if not len(ours):
+        return {"max_abs_logit_diff": 0.0, "top1_agreement": 1.0}
+    return {"max_abs_logit_diff": float((ours - theirs).abs().max()),
+            "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).float().mean())}
 
 
 def calibration_sample(images: torch.Tensor, count: int, seed: int = CALIBRATION_SEED) -> torch.Tensor:
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from tinycifar.evaluate import metrics_from_logits
     from tinycifar.pretrained import load_model, resolve_model_name
 
-    _need_onnx()
+    need_onnx()
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise TinyCifarError(f"--out {out}: name the file *.onnx")
@@ -250,11 +250,11 @@ def run(args: argparse.Namespace) -> int:
     test_images, test_labels = load_cifar10("test", args.data_dir)
 
     export_onnx(model, out, name)
-    check = compare(model, out, test_images)
     torch_logits = predict_logits(model, test_images, torch.device("cpu"))
-    rows = [("PyTorch fp32", None, metrics_from_logits(torch_logits, test_labels)["accuracy"])]
-    fp32_acc = metrics_from_logits(OnnxClassifier(out).logits(test_images), test_labels)["accuracy"]
-    rows.append((f"ONNX fp32 {out}", out.stat().st_size, fp32_acc))
+    onnx_logits = OnnxClassifier(out).logits(test_images)
+    check = compare(torch_logits, onnx_logits)
+    rows = [("PyTorch fp32", None, metrics_from_logits(torch_logits, test_labels)["accuracy"]),
+            (f"ONNX fp32 {out}", out.stat().st_size, metrics_from_logits(onnx_logits, test_labels)["accuracy"])]
     print(f"wrote {out}: ONNX Runtime vs PyTorch on the {len(test_images):,} test images: largest logit "
           f"difference {check['max_abs_logit_diff']:.2e}, top-1 agreement {check['top1_agreement']:.2%}")
     if args.int8:

@@ -16,7 +16,6 @@ built on it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ CONTRACT = (f"input {INPUT!r} float32 (batch, 3, 32, 32) RGB in [0, 1]; output {
             f"(batch, {len(CLASSES)}); self-contained")
 
 
-def _need_onnx():
+def need_onnx():
     try:
         import onnx
         import onnxruntime
@@ -47,7 +46,7 @@ def _need_onnx():
 def read_model(path: Path | str) -> Any:
     """The ``onnx.ModelProto`` in ``path``, checked against the contract; one clear
     :class:`TinyCifarError` for a missing, oversized, corrupt or non-conforming file."""
-    onnx, _ = _need_onnx()
+    onnx, _ = need_onnx()
     from google.protobuf.message import DecodeError
 
     path = Path(path)
@@ -75,7 +74,7 @@ def read_model(path: Path | str) -> Any:
 
 
 def check_contract(model: Any, path: Path | str) -> None:
-    onnx, _ = _need_onnx()
+    onnx, _ = need_onnx()
     g = model.graph
     external = [t.name for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
@@ -98,7 +97,7 @@ def check_contract(model: Any, path: Path | str) -> None:
 
 
 def _tensor_problems(value: Any, trailing: tuple[int, ...]) -> list[str]:
-    onnx, _ = _need_onnx()
+    onnx, _ = need_onnx()
     t = value.type.tensor_type
     problems = []
     if t.elem_type != onnx.TensorProto.FLOAT:
@@ -124,7 +123,7 @@ class OnnxClassifier:
     """
 
     def __init__(self, path: Path | str, threads: int | None = None) -> None:
-        _, ort = _need_onnx()
+        _, ort = need_onnx()
         self.path = Path(path)
         self.model = read_model(self.path)
         options = ort.SessionOptions()
@@ -155,7 +154,3 @@ class OnnxClassifier:
             raise TinyCifarError(f"{self.path}: returned logits of shape {logits.shape}, expected "
                                  f"({len(x)}, {len(CLASSES)})")
         return logits.astype(np.float32, copy=False)
-
-
-def file_size(path: Path | str) -> int:
-    return os.stat(path).st_size

@@ -79,9 +79,15 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int) -> dict[str, 
     return json.loads((folder / "metrics.json").read_text())
 
 
+def final_accuracy(metrics: dict[str, Any]) -> tuple[str, float]:
+    """A run's final accuracy and its key (``final_test_acc`` or ``final_val_acc``)."""
+    key = next(k for k in metrics if k.startswith("final_") and k.endswith("_acc"))
+    return key, metrics[key]
+
+
 def summarize(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation of the seeds' final accuracy."""
-    key = next(k for k in next(iter(results.values())) if k.startswith("final_") and k.endswith("_acc"))
+    key = final_accuracy(next(iter(results.values())))[0]
     accs = [results[s][key] for s in sorted(results)]
     return {"metric": key, "seeds": sorted(results), "values": accs,
             "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
@@ -105,9 +111,8 @@ def run(args: argparse.Namespace) -> int:
         for s, f in futures.items():
             try:
                 results[s] = f.result()
-                m = results[s]
-                acc = next(v for k, v in m.items() if k.startswith("final_") and k.endswith("_acc"))
-                print(f"seed {s}: {acc:.2%} in {m['train_seconds']:.0f} s of training")
+                print(f"seed {s}: {final_accuracy(results[s])[1]:.2%} in "
+                      f"{results[s]['train_seconds']:.0f} s of training")
             except TinyCifarError as e:
                 failures.append(str(e))
     if failures:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycifar.errors import TinyCifarError
+from tinycifar.summary import DEFAULT_BUDGET
 
 HEARTBEAT_S, GRACE_S = 10, 60  # database storage: a trial silent for a minute is dead
 MAX_RESTARTS = 4  # replacement workers one sweep may start (a crash loop ends here)
@@ -226,8 +227,6 @@ def _counted(study: Any) -> int:
 def work(args: argparse.Namespace) -> int:
     """One worker: trials from the shared study until it holds ``--trials`` finished ones."""
     optuna = _need_optuna()
-    import torch
-
     from tinycifar.data import load_cifar10
     from tinycifar.train import fit, split_validation
 
@@ -246,8 +245,8 @@ def work(args: argparse.Namespace) -> int:
         model, model_args, recipe = configure(trial, space)
         params = _params(model, model_args)
         trial.set_user_attr("params", params)
-        if params >= _budget():
-            trial.set_user_attr("rejected", f"{params:,} parameters, over the {_budget():,} budget")
+        if params >= DEFAULT_BUDGET:
+            trial.set_user_attr("rejected", f"{params:,} parameters, over the {DEFAULT_BUDGET:,} budget")
             raise optuna.TrialPruned(f"{params:,} parameters: over budget")
 
         def report(row: dict[str, Any]) -> None:
@@ -261,7 +260,6 @@ def work(args: argparse.Namespace) -> int:
                       on_epoch=report)
         return metrics["final_val_acc"]
 
-    torch.manual_seed(0)
     study.optimize(objective, catch=(TinyCifarError,),
                    callbacks=[optuna.study.MaxTrialsCallback(args.trials, states=(
                        optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
@@ -278,18 +276,9 @@ def _subset(data: tuple[Any, Any], n: int, seed: int) -> tuple[Any, Any]:
 
 
 def _params(model: str, model_args: dict[str, Any]) -> int:
-    from tinycifar.models import create_model
+    from tinycifar.train import build_model
 
-    try:
-        return sum(p.numel() for p in create_model(model, **model_args).parameters())
-    except (TypeError, ValueError) as e:
-        raise TinyCifarError(f"model {model} does not take {model_args} ({e})") from None
-
-
-def _budget() -> int:
-    from tinycifar.summary import DEFAULT_BUDGET
-
-    return DEFAULT_BUDGET
+    return sum(p.numel() for p in build_model(model, model_args).parameters())
 
 
 # --- the command ------------------------------------------------------------------------------

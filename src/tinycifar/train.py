@@ -389,11 +389,16 @@ def parse_model_args(model: str, text: str | None) -> dict[str, Any]:
         raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
     if not isinstance(values, dict):
         raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
-    try:
-        create_model(model, **values)
-    except (TypeError, ValueError) as e:
-        raise TinyCifarError(f"model {model} does not take --model-args {text} ({e})") from None
+    build_model(model, values)
     return values
+
+
+def build_model(model: str, model_args: dict[str, Any]) -> nn.Module:
+    """``create_model`` with constructor arguments; arguments it does not take are one clear error."""
+    try:
+        return create_model(model, **model_args)
+    except (TypeError, ValueError) as e:
+        raise TinyCifarError(f"model {model} does not take the arguments {json.dumps(model_args)} ({e})") from None
 
 
 def run(args: argparse.Namespace) -> int:
