@@ -51,7 +51,7 @@ def main() -> None:
         ref = OnnxClassifier(fp32).logits(val_images)
         fp32_acc = metrics_from_logits(ref, val_labels)["accuracy"]
         print(f"{name}, {args.weights}: fp32 val accuracy {fp32_acc:.2%} on {len(val_images)} images")
-        print(f"| method | images | int8 val accuracy | vs fp32 | agreement | seconds |\n|---|---:|---:|---:|---:|---:|")
+        print("| method | images | int8 val accuracy | vs fp32 | agreement | seconds |\n|---|---:|---:|---:|---:|---:|")
         for method in args.methods:
             for count in args.counts:
                 q = Path(scratch) / f"{method}-{count}.onnx"

@@ -22,10 +22,9 @@ from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES, load_cifar10
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
-from tinycifar.models import DEFAULT_MODEL
 from tinycifar.paths import writable_dir
 from tinycifar.precision import add_precision_flag
-from tinycifar.pretrained import load_forward, torch_forward
+from tinycifar.pretrained import add_weights_flags, load_forward, torch_forward
 
 GALLERY_SIZE = 40
 _GALLERY_COLS = 8
@@ -176,10 +175,7 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
-    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                   help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
+    add_weights_flags(p)
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
     p.add_argument("--onnx", type=Path, default=None, metavar="FILE",

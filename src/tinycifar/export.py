@@ -32,9 +32,9 @@ from tinycifar.checkpoint import atomic_write
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import MEAN, STD, predict_logits
-from tinycifar.models import DEFAULT_MODEL
 from tinycifar.onnx_file import CONTRACT, IMAGE_SHAPE, INPUT, OUTPUT, OnnxClassifier, need_onnx
 from tinycifar.paths import writable_dir
+from tinycifar.pretrained import add_weights_flags
 
 # Chosen on the validation split (benchmarks/int8_calibration.py, README "Deploy").
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -217,10 +217,7 @@ def int8_path(path: Path) -> Path:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     from tinycifar.cli import whole_number
 
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
-    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                   help="safetensors weights (default: the model's shipped pretrained weights)")
+    add_weights_flags(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE.onnx",
                    help="the fp32 ONNX file to write; with --int8 the int8 file goes beside it as FILE.int8.onnx")
     p.add_argument("--int8", action="store_true",

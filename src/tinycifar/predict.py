@@ -21,9 +21,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from tinycifar.cli import whole_number
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
-from tinycifar.models import DEFAULT_MODEL
 from tinycifar.precision import add_precision_flag
-from tinycifar.pretrained import Forward, load_forward, torch_forward
+from tinycifar.pretrained import Forward, add_weights_flags, load_forward, torch_forward
 
 SIZE = 32
 # The most pixels we ever decode: Pillow's own decompression-bomb threshold (~89.5 MP,
@@ -172,10 +171,7 @@ def top_classes(forward: Forward, images: torch.Tensor, top_k: int = 3) -> list[
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
-    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                   help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
+    add_weights_flags(p)
     p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
                    help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

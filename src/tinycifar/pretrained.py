@@ -7,6 +7,7 @@ commands that need a trained model (``evaluate``, ``predict``) use them unless g
 
 from __future__ import annotations
 
+import argparse
 from importlib.resources import files
 from pathlib import Path
 from typing import Callable
@@ -64,6 +65,14 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
         )
     load_weights(model, path)
     return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
+
+
+def add_weights_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--weights``, the same for evaluate, predict and export."""
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
+    parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                        help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
 
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # uint8 images (N, 3, 32, 32) → fp32 logits (N, 10)

@@ -48,7 +48,7 @@ def train_argv(extra: list[str]) -> list[str]:
     parser = argparse.ArgumentParser(prog="tinycifar repeat -- ", add_help=False)
     train.configure_parser(parser)
     try:
-        args = parser.parse_args(extra)
+        parser.parse_args(extra)
     except SystemExit:
         raise TinyCifarError(f"bad train options after --: {' '.join(extra)} (see tinycifar train --help)") from None
     taken = [flag for flag in ("--seed", "--out", "--resume") if flag in extra]
