@@ -1,10 +1,13 @@
-"""``tinycifar train`` with the fastnet variants the fast recipe was chosen against.
+"""``tinycifar train`` with the model variants that were tried against the zoo's.
 
 The validation runs in ``benchmarks/results/validation/`` that tried another shape of
-fastnet ran through this script (the zoo keeps only the winner)::
+fastnet (the fast recipe's search) or another network (the search for the ``best`` recipe,
+issue #8) ran through this script; the zoo keeps only winners::
 
     python benchmarks/train_variant.py --threads 1 train --model fastnet_s2c --recipe fast \\
         --epochs 12 --warmup-epochs 2.4 --val-split 5000 --out runs/v03a
+    python benchmarks/train_variant.py train --model sepnet --model-args '{"pools": [false, true]}' \\
+        --val-split 5000 --out runs/s02
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from tinycifar import cli
+from tinycifar.layers import ConvPoolGroup, DepthwiseSeparableConv, Residual
 from tinycifar.models import register_model
 from tinycifar.models.fastnet import FastNet
 
@@ -29,6 +33,72 @@ def with_gelu(model: nn.Module) -> nn.Module:
     return model
 
 
+class SepNet(FastNet):
+    """fastnet's stem and first group, then depthwise-separable residual stages.
+
+    fastnet spends two thirds of its parameters on two full 3×3 convolutions at 7×7 and
+    3×3, which caps its width at 64. A separable convolution costs ``9c + c²`` instead of
+    ``9c²``: the same parameters buy more than twice the width and residual blocks.
+    ``pools[i]`` false keeps stage ``i`` at the resolution before it (more MACs).
+    """
+
+    def __init__(self, num_classes: int = 10, widths=(32, 80, 144), depths=(2, 2),
+                 pools=(True, True)) -> None:
+        super().__init__(num_classes)
+        w1, w2, w3 = widths
+        stages = [ConvPoolGroup(self.whiten.out_channels, w1)]
+        for c_in, c_out, blocks, pool in zip((w1, w2), (w2, w3), depths, pools):
+            stages.append(nn.Sequential(
+                DepthwiseSeparableConv(c_in, c_out),
+                nn.MaxPool2d(2) if pool else nn.Identity(),
+                *[Residual(DepthwiseSeparableConv(c_out, c_out)) for _ in range(blocks)]))
+        self.features = nn.Sequential(nn.ReLU(inplace=True), *stages)
+        self.classifier = nn.Linear(w3, num_classes, bias=False)
+
+
+class MixerBlock(nn.Module):
+    """A MetaFormer block with BatchNorm (xvel/cifar10-tiniest's shape, CPU-friendlier):
+    a quarter of the channels passes through, the others are mixed spatially by depthwise
+    3×3, 5×5 and dilated 3×3 (×3) convolutions, then BN → 1×1 expansion → ReLU → 1×1 →
+    BN (zero-initialised scale, so the block starts as the identity) → + input."""
+
+    def __init__(self, c: int, hidden: int) -> None:
+        super().__init__()
+        q = c // 4
+        self.split = (c - 3 * q, q, q, q)
+        self.spatial = nn.ModuleList([
+            nn.Conv2d(q, q, 3, padding=1, groups=q, bias=False),
+            nn.Conv2d(q, q, 5, padding=2, groups=q, bias=False),
+            nn.Conv2d(q, q, 3, padding=3, dilation=3, groups=q, bias=False)])
+        self.mlp = nn.Sequential(
+            nn.BatchNorm2d(c), nn.Conv2d(c, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True), nn.Conv2d(hidden, c, 1, bias=False), nn.BatchNorm2d(c))
+        nn.init.zeros_(self.mlp[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep, *parts = torch.split(x, self.split, dim=1)
+        mixed = torch.cat([keep, *[conv(p) for conv, p in zip(self.spatial, parts)]], 1)
+        return x + self.mlp(mixed)
+
+
+class MixerNet(FastNet):
+    """The whitening stem and fastnet's first group (→ 15×15), then ``depths[0]`` mixer
+    blocks at 15×15 and, after a separable conv and a pool, ``depths[1]`` at 7×7."""
+
+    def __init__(self, num_classes: int = 10, widths=(24, 56, 92), depths=(3, 2),
+                 expansions=(2.0, 1.0)) -> None:
+        super().__init__(num_classes)
+        w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=True),
+            ConvPoolGroup(self.whiten.out_channels, w1),
+            nn.Conv2d(w1, w2, 1, bias=False), nn.BatchNorm2d(w2),
+            *[MixerBlock(w2, round(w2 * expansions[0])) for _ in range(depths[0])],
+            DepthwiseSeparableConv(w2, w3), nn.MaxPool2d(2),
+            *[MixerBlock(w3, round(w3 * expansions[1])) for _ in range(depths[1])])
+        self.classifier = nn.Linear(w3, num_classes, bias=False)
+
+
 VARIANTS = {
     # stride-2 whitening (16x16 map), last group unpooled: 3.5 M MACs
     "fastnet_s2": lambda n: FastNet(n, stem_stride=2, pools=(True, True, False)),
@@ -36,11 +106,15 @@ VARIANTS = {
     "fastnet_s2c": lambda n: FastNet(n, stem_stride=2, pools=(False, True, True)),
     # airbench's activation
     "fastnet_gelu": lambda n: with_gelu(FastNet(n)),
+    # issue #8: widths 32/80/144, two residual separable blocks at 7x7 and at 3x3: 11.3 M MACs
+    "sepnet": SepNet,
+    # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18 M MACs
+    "mixernet": MixerNet,
 }
 
 for _name, _build in VARIANTS.items():
-    register_model(_name, "validation-only variant of fastnet", recipe="fast")(
-        lambda num_classes=10, _build=_build: _build(num_classes))
+    register_model(_name, "validation-only variant", recipe="fast")(
+        lambda num_classes=10, _build=_build, **kwargs: _build(num_classes, **kwargs))
 
 
 def main() -> int:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -125,3 +126,58 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch():
     assert 10 < int(mask[0].sum()) < 40
     again = Augmentation(50, seed=3, flip=True, alternating=True).draw(0, gen(0), torch.device("cpu"))
     assert torch.equal(again.flips, aug.draw(0, gen(0), torch.device("cpu")).flips)  # a resumed run
+
+
+def test_mixup_blends_each_image_with_its_mirror_in_the_batch_and_its_label_alike():
+    x, labels = ramp(6), torch.arange(6)
+    _, d = draws(6, mixup=0.4)
+    y, target = augment.mix(x, labels, d.lams, d.cut, d.boxes)
+    assert not d.cut.any() and ((d.lams > 0) & (d.lams < 1)).all()
+    for i in range(6):
+        lam, j = d.lams[i], 5 - i
+        assert torch.allclose(y[i], lam * x[i] + (1 - lam) * x[j])
+        expect = torch.zeros(10)
+        expect[i] += lam
+        expect[j] += 1 - lam
+        assert torch.allclose(target[i], expect)
+
+
+@given(seed=st.integers(0, 1000))
+@settings(max_examples=20, deadline=None)
+def test_cutmix_pastes_one_box_and_the_target_counts_its_pixels(seed):
+    x, labels = ramp(4), torch.tensor([1, 2, 3, 4])
+    _, d = draws(4, seed, cutmix=1.0)
+    y, target = augment.mix(x, labels, d.lams, d.cut, d.boxes)
+    assert d.cut.all()
+    for i in range(4):
+        own = (y[i] == x[i]).all(0)  # pixels kept from the image itself
+        pasted = (y[i] == x[3 - i]).all(0)
+        assert (own ^ pasted).all()  # every pixel is one or the other
+        rows, cols = (~own).nonzero(as_tuple=True)
+        if len(rows):  # the pasted pixels form one rectangle
+            assert len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert target[i, labels[i]] == pytest.approx(own.float().mean().item())
+        assert target[i].sum() == pytest.approx(1.0)
+
+
+def test_mixup_and_cutmix_together_split_the_images_and_repeat_on_a_resume():
+    aug = Augmentation(2000, seed=0, flip=False, mixup=0.2, cutmix=1.0)
+    a, b = (aug.draw(4, gen(9), torch.device("cpu")) for _ in range(2))
+    assert 0.45 < a.cut.float().mean() < 0.55
+    assert torch.equal(a.lams, b.lams) and torch.equal(a.cut, b.cut) and torch.equal(a.boxes, b.boxes)
+    # Beta(0.2, 0.2) piles up near 0 and 1; Beta(1, 1) is uniform.
+    mixup_lams, cutmix_lams = a.lams[~a.cut], a.lams[a.cut]
+    assert ((mixup_lams < 0.1) | (mixup_lams > 0.9)).float().mean() > 0.5
+    assert 0.15 < ((cutmix_lams < 0.2).float().mean()) < 0.25
+
+
+def test_batch_without_mixing_trains_on_the_labels_themselves():
+    aug = Augmentation(16, seed=0, flip=True)
+    d = aug.draw(0, gen(), torch.device("cpu"))
+    images, labels = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 10
+    x, target, y = aug.batch(images, labels, d[0:8], torch.device("cpu"))
+    assert x.shape == (8, 3, 32, 32) and torch.equal(target, y) and torch.equal(y, labels[d.order[:8]])
+    mixed = Augmentation(16, seed=0, flip=True, mixup=1.0)
+    x, target, y = mixed.batch(images, labels, mixed.draw(0, gen(), torch.device("cpu"))[0:8], torch.device("cpu"))
+    assert target.shape == (8, 10) and torch.allclose(target.sum(1), torch.ones(8))
+    assert x.is_contiguous(memory_format=torch.channels_last)

@@ -50,6 +50,13 @@ def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
     assert not torch.equal(saved[weight], state["model"][weight])
 
 
+def test_fit_with_mixup_and_cutmix_learns(tmp_path, tiny_data):
+    recipe = Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1, mixup=0.4, cutmix=1.0)
+    metrics = fit("tinynet", recipe, tmp_path, *tiny_data, device="cpu", progress=False, log=lambda *_: None)
+    assert json.loads((tmp_path / "config.json").read_text())["recipe"]["mixup"] == 0.4
+    assert metrics["final_test_acc"] > 0.5  # colour-coded classes: chance is 0.1
+
+
 def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path, tiny_data):
     quiet = {"progress": False, "log": lambda *_: None}
     recipe = Recipe(epochs=2, batch_size=64)

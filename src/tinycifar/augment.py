@@ -14,8 +14,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tinycifar.inference import prepare
 
 SSR_P = 0.5  # share of images shift-scale-rotate warps (Albumentations' default)
 
@@ -80,6 +83,34 @@ def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(inside[:, None], 0.0)
 
 
+def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Tensor,
+        centres: torch.Tensor, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup and CutMix in one: each image is blended with its partner, the image at the
+    mirrored position of the batch (timm's pairing: no second gather), and its target becomes
+    the same blend of the two one-hot labels.
+
+    ``lams`` (B,) is each image's own share. Rows where ``cut`` (B,) is true paste a box of
+    the partner instead (CutMix), centred at ``centres`` (B, 2, fractions), of area
+    ``1 - lam`` before clipping at the border; their share is then the area actually kept.
+    Returns the mixed batch and (B, classes) target probabilities.
+    """
+    b, _, h, w = x.shape
+    side = torch.sqrt(1 - lams)  # box side as a fraction, for area 1 - lam
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    top = ((centres[:, 0] - side / 2) * h).round()[:, None, None]
+    left = ((centres[:, 1] - side / 2) * w).round()[:, None, None]
+    bottom = ((centres[:, 0] + side / 2) * h).round()[:, None, None]
+    right = ((centres[:, 1] + side / 2) * w).round()[:, None, None]
+    box = (ys >= top) & (ys < bottom) & (xs >= left) & (xs < right)  # (B, H, W)
+    keep = torch.where(cut[:, None, None], (~box).to(x.dtype), lams[:, None, None].to(x.dtype))
+    keep = keep[:, None]  # (B, 1, H, W): the own image's weight at each pixel
+    mixed = x * keep + x.flip(0) * (1 - keep)
+    share = keep.mean((1, 2, 3))[:, None]
+    onehot = F.one_hot(labels, num_classes).to(x.dtype)
+    return mixed, share * onehot + (1 - share) * onehot.flip(0)
+
+
 @dataclass
 class Draws:
     """The random numbers of one epoch, one row per position in the epoch's order."""
@@ -89,6 +120,9 @@ class Draws:
     shifts: torch.Tensor | None = None  # (N, 2) translate offsets in [0, 2*pad]
     warps: torch.Tensor | None = None  # (N, 4) shift-scale-rotate parameters
     centres: torch.Tensor | None = None  # (N, 2) cutout centres, fractions of the size
+    lams: torch.Tensor | None = None  # (N,) mixup/cutmix share of the image itself
+    cut: torch.Tensor | None = None  # (N,) bool: CutMix rather than mixup
+    boxes: torch.Tensor | None = None  # (N, 2) CutMix box centres, fractions of the size
 
     def __getitem__(self, rows: slice) -> "Draws":
         return self._map(lambda t: t[rows])
@@ -111,15 +145,18 @@ class Augmentation:
     """
 
     def __init__(self, n_images: int, seed: int, flip: bool = True, alternating: bool = False,
-                 translate: int = 0, ssr: bool = False, cutout: int = 0) -> None:
+                 translate: int = 0, ssr: bool = False, cutout: int = 0, mixup: float = 0.0,
+                 cutmix: float = 0.0) -> None:
         self.n, self.flip, self.alternating = n_images, flip, flip and alternating
         self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
+        self.mixup, self.cutmix = mixup, cutmix
         self.coins = (torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
                       if self.alternating else None)
 
     @classmethod
     def from_recipe(cls, recipe, n_images: int, seed: int) -> "Augmentation":
-        return cls(n_images, seed, recipe.flip, recipe.alt_flip, recipe.translate, recipe.ssr, recipe.cutout)
+        return cls(n_images, seed, recipe.flip, recipe.alt_flip, recipe.translate, recipe.ssr, recipe.cutout,
+                   recipe.mixup, recipe.cutmix)
 
     def draw(self, epoch: int, g: torch.Generator, device: torch.device) -> Draws:
         """Epoch ``epoch``'s data order and augmentation parameters, on ``device``."""
@@ -136,7 +173,31 @@ class Augmentation:
             d.warps = u * (torch.rand(n, generator=g) < SSR_P)[:, None]
         if self.cutout_size > 0:
             d.centres = torch.rand(n, 2, generator=g)
+        if self.mixup or self.cutmix:
+            d.lams, d.cut, d.boxes = self._mix_draws(n, g)
         return d.to(device)
+
+    def _mix_draws(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # With both on, each image takes one of the two at even odds (timm's switch).
+        cut = torch.rand(n, generator=g) < (0.5 if self.mixup and self.cutmix else float(self.cutmix > 0))
+        # torch has no seeded Beta sampler; NumPy's, seeded from the epoch's generator, keeps
+        # the draws repeatable on a resume.
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
+        alpha = np.where(cut.numpy(), self.cutmix, self.mixup)
+        lams = torch.from_numpy(rng.beta(alpha, alpha)).float()
+        return lams, cut, torch.rand(n, 2, generator=g)
+
+    def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws,
+              dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training batch at rows ``d`` of the uint8 set: augmented inputs, the targets
+        the loss sees (class indices, or class probabilities where images are mixed) and the
+        true labels (for the accuracy count)."""
+        x = self(prepare(images[d.order], dev), d)
+        y = labels[d.order]
+        if d.lams is None:
+            return x, y, y
+        x, target = mix(x, y, d.lams, d.cut, d.boxes)
+        return x.contiguous(memory_format=torch.channels_last), target, y
 
     def __call__(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
         """Augment batch ``x`` with its rows ``d`` of the epoch's draws; channels-last out."""

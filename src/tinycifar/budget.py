@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from tinycifar.checkpoint import save_checkpoint
 from tinycifar.errors import TinyCifarError
-from tinycifar.inference import predict_logits, prepare
+from tinycifar.inference import predict_logits
 from tinycifar.recipe import Recipe
 
 MARGIN = 0.85  # timings on a shared 2-core VM drift by 10% and more within minutes
@@ -84,9 +84,9 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
     times = []
     for step in range(steps + 2):
         t0 = time.perf_counter()
-        batch = draws[Single().rows(step % steps_per_epoch, batch_size)]
-        x = augmentation(prepare(images[batch.order], dev), batch)
-        loss, _ = train_step(model, optimizer, x, labels[batch.order], recipe.label_smoothing, precision, dev)
+        rows = draws[Single().rows(step % steps_per_epoch, batch_size)]
+        x, target, _ = augmentation.batch(images, labels, rows, dev)
+        loss, _ = train_step(model, optimizer, x, target, recipe.label_smoothing, precision, dev)
         loss.item()  # wait for the device
         times.append(time.perf_counter() - t0)
     step_s = sum(times[2:]) / len(times[2:])  # the mean: a run pays for its slow steps too

@@ -41,6 +41,10 @@ class Recipe:
     translate: int = field(default=2, metadata={"help": "random shift in pixels (reflect padding); 0 = off"})
     ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
     cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
+    mixup: float = field(default=0.0, metadata={
+        "help": "mixup: blend image pairs and their labels, share ~ Beta(a, a); a = 0 is off"})
+    cutmix: float = field(default=0.0, metadata={
+        "help": "CutMix: paste a box of another image, area ~ Beta(a, a); 0 = off (with mixup: half each)"})
     eval_every: int = field(default=1, metadata={
         "help": "evaluate every N epochs, and always after the last"})
 
@@ -82,6 +86,8 @@ class Recipe:
             problems.append(f"translate must be in [0, 16] pixels (got {self.translate})")
         if not 0 <= self.cutout <= 32:
             problems.append(f"cutout must be in [0, 32] pixels (got {self.cutout})")
+        problems += [f"{name} must be a Beta parameter >= 0, 0 for off (got {getattr(self, name)})"
+                     for name in ("mixup", "cutmix") if getattr(self, name) < 0]
         if problems:
             raise TinyCifarError("bad recipe: " + "; ".join(problems))
         return self

@@ -80,13 +80,14 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                            momentum=recipe.momentum, nesterov=recipe.momentum > 0)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
                label_smoothing: float, precision: str, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step: forward (under the precision's autocast), fp32 loss, backward, update.
+    ``target`` holds class indices, or class probabilities for mixed images.
     Returns the loss and the logits, still on the device."""
     with autocast(precision, dev):
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -113,10 +114,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, a
     lr = optimizer.param_groups[0]["lr"]
     for step in steps:
         lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
-        batch = draws[shard.rows(step, batch_size)]
-        x = augmentation(prepare(images[batch.order], dev), batch)
-        y = labels[batch.order]
-        loss, logits = train_step(net or model, optimizer, x, y, recipe.label_smoothing, precision, dev)
+        x, target, y = augmentation.batch(images, labels, draws[shard.rows(step, batch_size)], dev)
+        loss, logits = train_step(net or model, optimizer, x, target, recipe.label_smoothing, precision, dev)
         scheduler.step()
         averager.update(model, first_step + step)
         loss_sum += loss.detach() * len(y)
