@@ -1,0 +1,52 @@
+"""The candidate networks of ``benchmarks/train_variant.py`` (issue #8's search) build
+within the budget and train under ``tinycifar train``'s loop."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinycifar import models
+from tinycifar.recipe import Recipe
+from tinycifar.summary import summarize
+from tinycifar.train import fit
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "train_variant.py"
+
+
+@pytest.fixture
+def variants():
+    """The script's module, its registrations undone afterwards (other tests list the zoo)."""
+    saved = [dict(d) for d in (models._REGISTRY, models._DESCRIPTIONS, models._RECIPES)]
+    spec = importlib.util.spec_from_file_location("train_variant", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    for d, old in zip((models._REGISTRY, models._DESCRIPTIONS, models._RECIPES), saved):
+        d.clear()
+        d.update(old)
+
+
+@pytest.mark.parametrize("name,kwargs", [("sepnet", {}), ("sepnet", {"pools": (False, True)}),
+                                         ("mixernet", {})])
+def test_candidates_fit_the_budget_and_classify(variants, name, kwargs):
+    model = models.create_model(name, **kwargs)
+    assert sum(p.numel() for p in model.parameters()) < 100_000
+    assert summarize(model).macs < 20e6  # the hour's compute allows ~150 epochs at this cost
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_mixer_block_starts_as_the_identity(variants):
+    block = variants.MixerBlock(32, 64).eval()
+    x = torch.randn(2, 32, 8, 8)
+    assert torch.equal(block(x), x)
+    block.mlp[-1].weight.data.fill_(1.0)
+    assert not torch.allclose(block(x), x)
+
+
+def test_a_candidate_trains_in_the_loop(variants, tmp_path, tiny_data):
+    metrics = fit("sepnet", Recipe(epochs=2, batch_size=32, lr=0.1, warmup_epochs=0.5, cutmix=1.0), tmp_path,
+                  *tiny_data, device="cpu", progress=False, log=lambda *_: None,
+                  model_args={"pools": [False, True]})
+    assert metrics["model"] == "sepnet" and metrics["final_test_acc"] > 0.2
