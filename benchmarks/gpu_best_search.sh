@@ -73,18 +73,16 @@ PY
 [ -n "$best" ] || { echo "no validation run finished"; exit 1; }
 cp "$R/$best/config.json" "$OUT/chosen-config.json"
 echo "chosen by final validation accuracy: $best" > "$OUT/choice.txt"
-read -ra args < <($PY - "$R/$best/config.json" <<'PY'
+read -ra args < <($PY - "$R/$best/config.json" "$OUT/chosen.toml" <<'PY'
 import json, sys
+from tinycifar.recipe import recipe_from_dict, recipe_to_toml
 c = json.loads(open(sys.argv[1]).read())
-args = ["--model", c["model"]] + [a for k, v in c["recipe"].items()
-        for a in ((f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}",)
-                  if isinstance(v, bool) else (f"--{k.replace('_', '-')}", str(v)))]
-if c.get("model_args"):
-    args += ["--model-args", json.dumps(c["model_args"], separators=(",", ":"))]
-print(" ".join(args))
+open(sys.argv[2], "w").write(recipe_to_toml(recipe_from_dict(c["recipe"])))
+print("--model", c["model"], "--recipe", sys.argv[2],
+      *(["--model-args", json.dumps(c["model_args"], separators=(",", ":"))] if c.get("model_args") else []))
 PY
 )
 for s in 0 1 2; do run "$TEST_S" "test-$best-s$s" "${args[@]}" --seed "$s"; done
 wait
-tar czf "$OUT/runs.tgz" --exclude='*.pt' -C "$OUT" runs choice.txt chosen-config.json
+tar czf "$OUT/runs.tgz" --exclude='*.pt' -C "$OUT" runs choice.txt chosen-config.json chosen.toml
 echo "gpu best search done: $(cat "$OUT/choice.txt")"

@@ -1,9 +1,11 @@
+import dataclasses
 import argparse
 
 import pytest
 
 from tinycifar.errors import TinyCifarError
-from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict
+from tinycifar.recipe import (Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict,
+                              recipe_to_toml)
 
 
 def test_packaged_default_recipe_equals_the_dataclass_defaults():
@@ -52,3 +54,10 @@ def test_missing_and_malformed_recipe_files(tmp_path):
     bad.write_text("epochs = = 3")
     with pytest.raises(TinyCifarError, match="not valid TOML"):
         load_recipe(bad)
+
+
+def test_a_recipe_written_as_toml_reads_back_the_same(tmp_path):
+    recipe = dataclasses.replace(load_recipe("fast"), mixup=0.2, flip=False, epochs=112)
+    path = tmp_path / "chosen.toml"
+    path.write_text(recipe_to_toml(recipe))
+    assert load_recipe(path) == recipe

@@ -119,6 +119,12 @@ def load_recipe(name_or_path: str | Path = "classic") -> Recipe:
     return recipe_from_dict(values, source)
 
 
+def recipe_to_toml(recipe: Recipe) -> str:
+    """The recipe as TOML text that :func:`load_recipe` reads back to the same recipe."""
+    return "".join(f"{f.name} = {str(v).lower() if isinstance(v := getattr(recipe, f.name), bool) else repr(v)}\n"
+                   for f in fields(recipe))
+
+
 def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     known = {f.name: f for f in fields(Recipe)}
     unknown = sorted(set(values) - set(known))

@@ -388,7 +388,7 @@ def report(study: Any, space: Space, out: Path) -> None:
 
 def write_best(best: Any, space: Space, path: Path) -> None:
     """The best trial's recipe as a TOML file for ``tinycifar train --recipe``."""
-    from tinycifar.recipe import load_recipe
+    from tinycifar.recipe import load_recipe, recipe_to_toml
 
     model = best.params.get("model", space.model)
     model_args = {k.removeprefix("model."): _decode(v) for k, v in best.params.items() if k.startswith("model.")}
@@ -399,7 +399,4 @@ def write_best(best: Any, space: Space, path: Path) -> None:
              + (f" {json.dumps(model_args)}" if model_args else ""),
              f"# train it: tinycifar train --model {model} --recipe {path.name}"
              + (f" --model-args '{json.dumps(model_args)}'" if model_args else ""), ""]
-    for f_ in fields(recipe):
-        value = getattr(recipe, f_.name)
-        lines.append(f"{f_.name} = {str(value).lower() if isinstance(value, bool) else repr(value)}")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + recipe_to_toml(recipe))
