@@ -379,7 +379,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def parse_model_args(model: str, text: str | None) -> dict[str, Any]:
-    """``--model-args`` as a dict the model's constructor takes; one clear error otherwise."""
+    """``--model-args`` as a JSON object; one clear error otherwise (:func:`build_model` says
+    whether the model takes them)."""
     if text is None:
         return {}
     try:
@@ -388,7 +389,6 @@ def parse_model_args(model: str, text: str | None) -> dict[str, Any]:
         raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
     if not isinstance(values, dict):
         raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
-    build_model(model, values)
     return values
 
 
@@ -415,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     model_args = parse_model_args(args.model, args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
-    say(format_summary(summarize(create_model(args.model, **model_args))))
+    say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
     if args.resume:
         check_resumable(out)
     check_writable(out)
