@@ -17,6 +17,7 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model
 from tinycifar.precision import autocast, cpu_info, resolve_precision
 from tinycifar.recipe import Recipe, load_recipe
+from tinycifar.summary import summarize
 from tinycifar.train import fit, make_optimizer
 
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -25,11 +26,14 @@ FAST_TINY = Recipe(epochs=3, batch_size=64, lr=0.3, momentum=0.85, warmup_epochs
 
 
 def test_fastnet_whitening_is_fitted_from_the_training_images_and_saved(tmp_path, tiny_data):
-    fit("fastnet", FAST_TINY, tmp_path, *tiny_data, **QUIET)
+    metrics = fit("fastnet", FAST_TINY, tmp_path, *tiny_data, **QUIET)
     saved = load_file(tmp_path / "model.safetensors")
     untouched = create_model("fastnet").whiten.weight
     assert saved["whiten.weight"].shape == untouched.shape
     assert not torch.equal(saved["whiten.weight"], untouched)
+    # The frozen filters are parameters all the same: the run reports the budget's count.
+    assert metrics["params"] == summarize(create_model("fastnet")).total_params
+    assert metrics["params"] - metrics["trainable_params"] == untouched.numel()
 
 
 def test_lookahead_pulls_back_and_hands_over_the_slow_weights():

@@ -269,7 +269,10 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                  {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs)})
     last = history[-1]
     metrics = {"model": model_name, "seed": seed,
-               "params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
+               # every parameter counts against the 100k budget, frozen ones (fastnet's
+               # whitening filters) too, as in `tinycifar summary`
+               "params": sum(p.numel() for p in final_model.parameters()),
+               "trainable_params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
                "epochs": recipe.epochs, "precision": precision,
                f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
                f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
