@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Callable
 
@@ -115,7 +116,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "model": name, "weights": str(args.weights or "shipped"), "threads": args.threads, "cpu": cpu,
-            "torch": torch.__version__, "rows": {k: {**best[k], "bytes": engines[k][1]} for k in engines}},
+            "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "rows": {k: {**best[k], "bytes": engines[k][1]} for k in engines}},
             indent=2) + "\n")
 
 

@@ -10,13 +10,15 @@ random uint8 data and reports images/s and the ratio to the shipped loop:
   Dataset + per-sample transforms pipeline does), the rest as shipped;
 - ``float32 data``: the data set kept as normalised float32 (4× the memory) instead of uint8.
 
-    python benchmarks/loop_speed.py [--steps 8] [--batch-size 512]
+    python benchmarks/loop_speed.py [--steps 8] [--batch-size 512] [--json results/loop_speed/tinynet.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from tinycifar import augment
 from tinycifar.inference import prepare
 from tinycifar.models import create_model
+from tinycifar.precision import cpu_info
 from tinycifar.recipe import Recipe
 from tinycifar.train import make_optimizer
 
@@ -76,6 +79,7 @@ def main() -> None:
     p.add_argument("--model", default="tinynet", help="the README's table is tinynet's (default)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args()
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g)
@@ -87,6 +91,11 @@ def main() -> None:
     print("| variant | train img/s | vs shipped |\n|---|---:|---:|")
     for v, s in speeds.items():
         print(f"| {v} | {s:,.0f} | {s / speeds['shipped']:.2f}× |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "model": args.model, "batch_size": args.batch_size, "steps": args.steps, "cpu": cpu_info(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "img_per_s": speeds}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,20 @@ def test_a_space_becomes_a_recipe_model_and_widths(tmp_path):
     assert recipe.lookahead == load_recipe("fast").lookahead  # the rest is the base recipe
 
 
+def test_the_documented_example_space_is_valid_and_its_step_draws_on_a_grid(tmp_path):
+    example = Path(__file__).parents[1] / "docs" / "sweep-example.toml"
+    space = load_space(example)
+    assert space.model == "fastnet" and space.seed == 0 and space.train_images == 10000
+    assert {"lr", "label_smoothing", "weight_decay", "batch_size"} <= set(space.search)
+    # the step the example's comment documents
+    stepped = _space(tmp_path).read_text().replace("[search]\n", "[search]\nlookahead = {low = 2, high = 8, step = 2}\n")
+    path = tmp_path / "stepped.toml"
+    path.write_text(stepped)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {configure(study.ask(), load_space(path))[2].lookahead for _ in range(20)}
+    assert drawn <= {2, 4, 6, 8} and len(drawn) > 1
+
+
 @pytest.mark.parametrize("text, says", [
     ('model = "nosuchnet"', "unknown model 'nosuchnet'"),
     ('colour = "red"', "unknown key(s) colour"),

@@ -39,7 +39,7 @@ def need_onnx():
         import onnx
         import onnxruntime
     except ImportError:
-        raise TinyCifarError("ONNX support is an optional extra: pip install 'tinycifar[export]'") from None
+        raise TinyCifarError("ONNX support is an optional extra: pip install -e '.[export]' in the checkout (make setup installs every extra)") from None
     return onnx, onnxruntime
 
 
