@@ -8,12 +8,16 @@ issue #8) ran through this script; the zoo keeps only winners::
         --epochs 12 --warmup-epochs 2.4 --val-split 5000 --out runs/v03a
     python benchmarks/train_variant.py train --model sepnet --model-args '{"pools": [false, true]}' \\
         --val-split 5000 --out runs/s02
+
+With ``--record-into DIR`` (before ``train``) the run's result lands in ``DIR`` as it finishes
+(``benchmarks/record.py``), also when it finishes in a later session under ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -117,13 +121,27 @@ for _name, _build in VARIANTS.items():
         lambda num_classes=10, _build=_build, **kwargs: _build(num_classes, **kwargs))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="torch threads (1 lets two runs share a 2-core machine)")
-    args, rest = p.parse_known_args()
+    p.add_argument("--record-into", type=Path, default=None, metavar="DIR",
+                   help="when the run finishes, copy its result into DIR (benchmarks/record.py)")
+    p.add_argument("--note", default="", help="with --record-into: what the run was for")
+    args, rest = p.parse_known_args(argv)
     torch.set_num_threads(args.threads)
-    return cli.main(rest)
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--out", type=Path, default=None)
+    run_dir = out.parse_known_args(rest)[0].out
+    if args.record_into is not None and run_dir is None:
+        p.error("--record-into needs the run's --out folder")
+    code = cli.main(rest)
+    if code == 0 and args.record_into is not None:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from record import record  # benchmarks/record.py
+
+        print(f"recorded: {record(run_dir, args.record_into, args.note)}")
+    return code
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 within the budget and train under ``tinycifar train``'s loop."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,20 @@ def test_a_candidate_trains_in_the_loop(variants, tmp_path, tiny_data):
                   *tiny_data, device="cpu", progress=False, log=lambda *_: None,
                   model_args={"pools": [False, True]})
     assert metrics["model"] == "sepnet" and metrics["final_test_acc"] > 0.2
+
+
+def test_a_finished_run_lands_in_the_results_folder(variants, tmp_path, fake_root):
+    run, results = tmp_path / "run", tmp_path / "results"
+    args = ["--threads", "1", "--record-into", str(results), "--note", "why", "train", "--model", "sepnet",
+            "--epochs", "1", "--warmup-epochs", "0.5", "--batch-size", "32", "--val-split", "40", "--data-dir", str(fake_root),
+            "--no-progress", "--out", str(run)]
+    assert variants.main(args) == 0
+    entry = json.loads((results / "run.json").read_text())
+    assert entry["note"] == "why" and entry["config"]["model"] == "sepnet" and entry["config"]["eval_on"] == "val"
+    assert entry["metrics"] == json.loads((run / "metrics.json").read_text()) and len(entry["log"]) == 1
+
+
+def test_record_into_without_an_out_folder_is_refused_before_training(variants, capsys):
+    with pytest.raises(SystemExit):
+        variants.main(["--record-into", "x", "train", "--model", "sepnet"])
+    assert "needs the run's --out folder" in capsys.readouterr().err
