@@ -116,7 +116,8 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "model": name, "weights": str(args.weights or "shipped"), "threads": args.threads, "cpu": cpu,
-            "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "rows": {k: {**best[k], "bytes": engines[k][1]} for k in engines}},
+            "torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
+            "rows": {k: {**best[k], "bytes": engines[k][1]} for k in engines}},
             indent=2) + "\n")
 
 

@@ -167,7 +167,7 @@ def _check_results(out: Path) -> None:
     header = (out / "best.toml").read_text()
     assert "--model fastnet" in header and "--model-args" in header  # widths were searched
     model_args = json.loads(re.search(r"--model-args '(.*)'", header).group(1))
-    assert parse_model_args("fastnet", json.dumps(model_args)) == {"widths": [16, 24, 32]}  # as train reads it
+    assert parse_model_args(json.dumps(model_args)) == {"widths": [16, 24, 32]}  # as train reads it
 
 
 @pytest.mark.slow
@@ -199,7 +199,7 @@ def test_train_takes_the_model_args_a_sweep_names(tmp_path, capsys):
     from tinycifar import cli
     from tinycifar.train import parse_model_args
 
-    assert parse_model_args("fastnet", '{"widths": [16, 24, 32]}') == {"widths": [16, 24, 32]}
+    assert parse_model_args('{"widths": [16, 24, 32]}') == {"widths": [16, 24, 32]}
     for bad, says in (('{"widths": [16, 24', "is not JSON"), ('[16]', "JSON object"),
                       ('{"depth": 3}', "does not take")):
         assert cli.main(["train", "--model-args", bad, "--out", str(tmp_path / "r")]) == 2

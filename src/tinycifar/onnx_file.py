@@ -39,7 +39,8 @@ def need_onnx():
         import onnx
         import onnxruntime
     except ImportError:
-        raise TinyCifarError("ONNX support is an optional extra: pip install -e '.[export]' in the checkout (make setup installs every extra)") from None
+        raise TinyCifarError("ONNX support is an optional extra: pip install -e '.[export]' in the "
+                             "checkout (make setup installs every extra)") from None
     return onnx, onnxruntime
 
 

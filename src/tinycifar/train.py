@@ -381,7 +381,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_recipe_flags(p)
 
 
-def parse_model_args(model: str, text: str | None) -> dict[str, Any]:
+def parse_model_args(text: str | None) -> dict[str, Any]:
     """``--model-args`` as a JSON object; one clear error otherwise (:func:`build_model` says
     whether the model takes them)."""
     if text is None:
@@ -415,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.val_split < n_train:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
-    model_args = parse_model_args(args.model, args.model_args)
+    model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
     say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
