@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--model", default="fastnet")
     p.add_argument("--recipe", default="fast")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="a CPU benchmark: cpu, even where torch sees a GPU (default)")
     p.add_argument("--baseline-epochs", type=int, default=2, help="epochs of the shipped recipe to time")
     p.add_argument("--baseline-acc", type=float, nargs="+", default=[0.8815, 0.8761, 0.8771],
                    help="the shipped recipe's recorded test accuracies (README, 3 seeds)")
@@ -71,7 +73,8 @@ def main() -> None:
     t0 = time.perf_counter()
     timed = dataclasses.replace(shipped, epochs=args.baseline_epochs,
                                 warmup_epochs=min(shipped.warmup_epochs, args.baseline_epochs))
-    base = fit("tinynet", timed, args.out / "baseline", train, test, precision="fp32", **quiet)
+    base = fit("tinynet", timed, args.out / "baseline", train, test, device=args.device, precision="fp32",
+               **quiet)
     base_wall = time.perf_counter() - t0
     base_train_s = base["train_seconds"] * shipped.epochs / args.baseline_epochs
     print(f"shipped recipe (tinynet, {shipped.epochs} epochs, fp32): {base['train_seconds']:.0f} s for "
@@ -82,12 +85,12 @@ def main() -> None:
     recipe = load_recipe(args.recipe)
     if args.limit:
         recipe = dataclasses.replace(recipe, epochs=2, warmup_epochs=0.4)
-    precision = resolve_precision(args.precision, torch.device("cpu"))
+    precision = resolve_precision(args.precision, torch.device(args.device))
     runs = []
     for seed in args.seeds:
         t0 = time.perf_counter()
         m = fit(args.model, recipe, args.out / f"{args.model}-seed{seed}", train, test, seed=seed,
-                precision=precision, **quiet)
+                device=args.device, precision=precision, **quiet)
         runs.append({"seed": seed, "test_acc": m["final_test_acc"], "train_s": m["train_seconds"],
                      "wall_s": time.perf_counter() - t0, "epochs": m["epochs"], "precision": m["precision"],
                      "tmac": train_tmac(args.model, m["epochs"], len(train[0]), recipe.batch_size)})
