@@ -60,7 +60,12 @@ def main() -> None:
                    help="the shipped recipe's recorded test accuracies (README, 3 seeds)")
     p.add_argument("--limit", type=int, default=None,
                    help="smoke test: train on the first N training images, 2 epochs each")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
+                   help="train nothing: merge the time_to_accuracy.json of processes run side by side, "
+                        "each on cores of its own, into one summary and figure in --out")
     args = p.parse_args()
+    if args.merge:
+        return write(merge(args.merge), args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = cpu_info()
     torch.set_num_threads(torch.get_num_threads())
@@ -98,26 +103,51 @@ def main() -> None:
         print(f"seed {seed}: test acc {r['test_acc']:.2%}  training {r['train_s']:.0f} s  "
               f"wall {r['wall_s']:.0f} s  {r['tmac']:.1f} TMAC  {r['precision']}  {cpu['model']}", flush=True)
 
-    accs = [100 * r["test_acc"] for r in runs]
-    fast_s = statistics.mean(r["train_s"] for r in runs)
-    summary = {
+    baseline = {"model": "tinynet", "recipe": "classic", "precision": "fp32",
+                "timed_epochs": args.baseline_epochs, "timed_s": base["train_seconds"],
+                "train_s_extrapolated": base_train_s, "wall_s_timed": base_wall,
+                "recorded_acc": args.baseline_acc}
+    summary = summarize_runs(runs, baseline, {
         "cpu": cpu["model"], "cpu_flags": cpu["flags"], "threads": torch.get_num_threads(),
         "torch": torch.__version__, "model": args.model, "recipe": args.recipe, "precision": precision,
-        "fast": runs, "fast_acc_mean": statistics.mean(accs),
-        "fast_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "baseline": {"model": "tinynet", "recipe": "classic", "precision": "fp32",
-                     "timed_epochs": args.baseline_epochs, "timed_s": base["train_seconds"],
-                     "train_s_extrapolated": base_train_s, "wall_s_timed": base_wall,
-                     "recorded_acc": args.baseline_acc},
-        "ratio": fast_s / base_train_s, "process_wall_s": time.perf_counter() - PROCESS_START,
-    }
+        "process_wall_s": time.perf_counter() - PROCESS_START})
+    write(summary, args.out)
+
+
+def summarize_runs(runs: list[dict], baseline: dict, facts: dict) -> dict:
+    accs = [100 * r["test_acc"] for r in runs]
+    return {**facts, "fast": runs, "fast_acc_mean": statistics.mean(accs),
+            "fast_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "baseline": baseline,
+            "ratio": statistics.mean(r["train_s"] for r in runs) / baseline["train_s_extrapolated"]}
+
+
+def merge(folders: list[Path]) -> dict:
+    """One summary from processes that each timed the baseline beside some of the seeds
+    (``bf16_host_session.sh`` runs one a seed, each on 2 cores of its own): the seeds
+    together, the baseline's time their mean, and each process's own ratio kept."""
+    parts = [json.loads((f / "time_to_accuracy.json").read_text()) for f in folders]
+    facts = {k: parts[0][k] for k in ("cpu", "cpu_flags", "threads", "torch", "model", "recipe", "precision")}
+    if any({k: p[k] for k in facts} != facts for p in parts):
+        raise SystemExit("the summaries differ in CPU, threads, torch, model, recipe or precision")
+    base_s = statistics.mean(p["baseline"]["train_s_extrapolated"] for p in parts)
+    baseline = {**parts[0]["baseline"], "train_s_extrapolated": base_s,
+                "timed_s": [p["baseline"]["timed_s"] for p in parts]}
+    facts.update(process_wall_s=max(p["process_wall_s"] for p in parts),
+                 processes=len(parts), process_ratios=[p["ratio"] for p in parts])
+    return summarize_runs([r for p in parts for r in p["fast"]], baseline, facts)
+
+
+def write(summary: dict, out: Path) -> None:
+    accs = [100 * r["test_acc"] for r in summary["fast"]]
+    fast_s = statistics.mean(r["train_s"] for r in summary["fast"])
     print(f"\nfast: {summary['fast_acc_mean']:.2f} ± {summary['fast_acc_std']:.2f} % "
-          f"(min {min(accs):.2f}), {fast_s:.0f} s of training a run ({precision}); shipped: "
-          f"{base_train_s:.0f} s (fp32); ratio {summary['ratio']:.3f} (1/{1 / summary['ratio']:.1f}) "
-          f"on {cpu['model']} [{', '.join(cpu['flags'])}], {torch.get_num_threads()} threads; "
-          f"whole process {summary['process_wall_s'] / 60:.1f} min")
-    (args.out / "time_to_accuracy.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, args.out / "time_to_accuracy.png")
+          f"(min {min(accs):.2f}), {fast_s:.0f} s of training a run ({summary['precision']}); shipped: "
+          f"{summary['baseline']['train_s_extrapolated']:.0f} s (fp32); ratio {summary['ratio']:.3f} "
+          f"(1/{1 / summary['ratio']:.1f}) on {summary['cpu']} [{', '.join(summary['cpu_flags'])}], "
+          f"{summary['threads']} threads; whole process {summary['process_wall_s'] / 60:.1f} min")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "time_to_accuracy.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, out / "time_to_accuracy.png")
 
 
 def plot(s: dict, path: Path) -> None:
@@ -134,7 +164,7 @@ def plot(s: dict, path: Path) -> None:
            title="time to accuracy (each point a seed)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -97,11 +97,8 @@ def test_packaged_fast_recipe_loads():
                                              (["amx_bf16"], "bf16")])
 def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
     monkeypatch.setattr("tinycifar.precision.cpu_info", lambda: {"model": "test", "flags": flags})
-    monkeypatch.setattr("tinycifar.precision.BF16_PARITY_SHOWN", True)
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    monkeypatch.setattr("tinycifar.precision.BF16_PARITY_SHOWN", False)  # not yet measured: fp32
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 

@@ -1,0 +1,71 @@
+"""The scripts that turn benchmark runs into the README's tables: the fp32/bf16 parity table
+and the time-to-accuracy summary merged from processes run side by side."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def script(name: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def fake_run(folder: Path, precision: str, seed: int, acc: float, epochs: int = 14) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(
+        {"model": "fastnet", "recipe": {"epochs": epochs}, "seed": seed, "eval_on": "val"}))
+    (folder / "metrics.json").write_text(json.dumps({"precision": precision, "final_val_acc": acc}))
+    return folder
+
+
+def test_parity_table_pairs_seeds_and_reports_the_difference(tmp_path):
+    runs = [fake_run(tmp_path / f"{p}-s{s}", p, s, a) for p, s, a in
+            [("fp32", 0, 0.868), ("fp32", 1, 0.8756), ("fp32", 2, 0.8764),
+             ("bf16", 0, 0.8736), ("bf16", 1, 0.8756), ("bf16", 2, 0.876)]]
+    out = script("precision_parity.py", *runs)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "| 0 | 86.80 | 87.36 | +0.56 |" in lines
+    assert "| 2 | 87.64 | 87.60 | -0.04 |" in lines
+    assert lines[-1] == "| mean ± std | 87.33 ± 0.46 | 87.51 ± 0.13 | +0.17 ± 0.34 |"
+
+
+def test_parity_table_refuses_runs_of_different_recipes(tmp_path):
+    runs = [fake_run(tmp_path / "a", "fp32", 0, 0.87), fake_run(tmp_path / "b", "bf16", 0, 0.87, epochs=30)]
+    out = script("precision_parity.py", *runs)
+    assert out.returncode != 0 and "differ" in out.stderr
+
+
+def tta_summary(folder: Path, seed: int, acc: float, train_s: float, base_s: float, cpu: str = "Xeon") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "time_to_accuracy.json").write_text(json.dumps({
+        "cpu": cpu, "cpu_flags": ["amx_bf16"], "threads": 2, "torch": "2.x", "model": "fastnet",
+        "recipe": "fast", "precision": "bf16", "process_wall_s": 400.0, "ratio": train_s / base_s,
+        "fast": [{"seed": seed, "test_acc": acc, "train_s": train_s, "wall_s": train_s, "epochs": 14,
+                  "precision": "bf16", "tmac": 22.1}],
+        "baseline": {"model": "tinynet", "recipe": "classic", "precision": "fp32", "timed_epochs": 2,
+                     "timed_s": base_s / 15, "train_s_extrapolated": base_s, "wall_s_timed": base_s / 15,
+                     "recorded_acc": [0.88, 0.876, 0.877]}}))
+    return folder
+
+
+def test_time_to_accuracy_merges_processes_into_one_summary(tmp_path):
+    parts = [tta_summary(tmp_path / "s0", 0, 0.8719, 300, 1800), tta_summary(tmp_path / "s1", 1, 0.8748, 330, 1500)]
+    out = script("time_to_accuracy.py", "--merge", *parts, "--out", tmp_path / "merged")
+    assert out.returncode == 0, out.stderr
+    merged = json.loads((tmp_path / "merged" / "time_to_accuracy.json").read_text())
+    assert [r["seed"] for r in merged["fast"]] == [0, 1]
+    assert merged["baseline"]["train_s_extrapolated"] == 1650
+    assert abs(merged["ratio"] - 315 / 1650) < 1e-9
+    assert merged["process_ratios"] == [300 / 1800, 330 / 1500]
+    assert "ratio 0.191" in out.stdout and (tmp_path / "merged" / "time_to_accuracy.png").is_file()
+
+
+def test_time_to_accuracy_refuses_to_merge_different_machines(tmp_path):
+    parts = [tta_summary(tmp_path / "a", 0, 0.87, 300, 1800), tta_summary(tmp_path / "b", 1, 0.87, 300, 1800, "EPYC")]
+    out = script("time_to_accuracy.py", "--merge", *parts, "--out", tmp_path / "merged")
+    assert out.returncode != 0 and "differ" in out.stderr
