@@ -3,20 +3,27 @@
 Each variant runs the same number of real training steps of a model (tinynet unless --model) on real-sized
 random uint8 data and reports images/s and the ratio to the shipped loop:
 
-- ``shipped``: uint8 data in memory, batch gathered by index, normalised and augmented as
-  one tensor (translate + flip), model and batch channels-last;
+- ``shipped``: uint8 data in memory; the batch's selection, translation and flip are one
+  gather on the uint8 set, then it is normalised; model and batch channels-last;
+- ``augment after conversion``: the batch selected and normalised first, then padded,
+  cropped and flipped as floats, each a pass of its own (this project's loop until
+  2026-11-26; the same numbers come out);
 - ``contiguous``: the same with the model in the default NCHW layout;
 - ``per-image aug``: augmentation done one image at a time in a Python loop (what a
   Dataset + per-sample transforms pipeline does), the rest as shipped;
 - ``float32 data``: the data set kept as normalised float32 (4× the memory) instead of uint8.
 
-    python benchmarks/loop_speed.py [--steps 8] [--batch-size 512] [--json results/loop_speed/tinynet.json]
+The variants take turns for ``--rounds`` rounds (the order reversed every other round), and
+each reports its median, so a machine that slows down mid-run shifts them all alike::
+
+    python benchmarks/loop_speed.py [--steps 8] [--rounds 3] [--batch-size 512] [--json results/loop_speed/tinynet.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -41,6 +48,33 @@ def per_image_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.stack(out).contiguous(memory_format=torch.channels_last)
 
 
+def augment_after_conversion(images: torch.Tensor, draws: augment.Draws, pad: int) -> torch.Tensor:
+    x = prepare(images[draws.order], torch.device("cpu"))
+    padded = F.pad(x, (pad,) * 4, mode="reflect")
+    rows = draws.shifts[:, 0, None] + torch.arange(x.shape[2])
+    cols = draws.shifts[:, 1, None] + torch.arange(x.shape[3])
+    x = padded[torch.arange(len(x))[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return augment.flip(x, draws.flips).contiguous(memory_format=torch.channels_last)
+
+
+def batch_ms(images: torch.Tensor, labels: torch.Tensor, bs: int, rounds: int = 20) -> dict[str, float]:
+    """The batch alone (selection, conversion, translate, flip), shipped against after
+    conversion, alternating: the part of a step the two variants differ in."""
+    recipe = Recipe()
+    aug = augment.Augmentation.from_recipe(recipe, len(images), seed=0)
+    epoch = aug.draw(0, torch.Generator().manual_seed(0), torch.device("cpu"))
+    make = {"shipped": lambda d: aug.batch(images, labels, d, torch.device("cpu"))[0],
+            "augment after conversion": lambda d: augment_after_conversion(images, d, recipe.translate)}
+    times: dict[str, list[float]] = {k: [] for k in make}
+    for r in range(rounds):
+        d = epoch[r * bs:(r + 1) * bs]
+        for name in make if r % 2 == 0 else list(make)[::-1]:
+            t0 = time.perf_counter()
+            make[name](d)
+            times[name].append(1000 * (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: int, bs: int,
                 model_name: str) -> float:
     torch.manual_seed(0)
@@ -63,8 +97,10 @@ def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: in
             x = aug(data[idx], draws)
         elif name == "per-image aug":
             x = per_image_augment(prepare(data[idx], torch.device("cpu")), g)
+        elif name == "augment after conversion":
+            x = augment_after_conversion(data, draws, recipe.translate)
         else:
-            x = aug(prepare(data[idx], torch.device("cpu")), draws)
+            x = aug.batch(data, labels, draws, torch.device("cpu"))[0]
             if name == "contiguous":
                 x = x.contiguous()
         loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
@@ -78,24 +114,35 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tinynet", help="the README's table is tinynet's (default)")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args()
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (50_000,), generator=g)
-    variants = ["shipped", "contiguous", "per-image aug", "float32 data"]
-    speeds = {v: run_variant(v, images, labels, args.steps, args.batch_size, args.model) for v in variants}
-    print(f"{args.model}, batch {args.batch_size}, {args.steps} steps, torch {torch.__version__}, "
+    variants = ["shipped", "augment after conversion", "contiguous", "per-image aug", "float32 data"]
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(args.rounds):
+        for v in variants if r % 2 == 0 else variants[::-1]:
+            rates[v].append(run_variant(v, images, labels, args.steps, args.batch_size, args.model))
+    speeds = {v: statistics.median(rates[v]) for v in variants}
+    print(f"{args.model}, batch {args.batch_size}, {args.steps} steps × {args.rounds} rounds (median), "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print("| variant | train img/s | vs shipped |\n|---|---:|---:|")
     for v, s in speeds.items():
         print(f"| {v} | {s:,.0f} | {s / speeds['shipped']:.2f}× |")
+    batch = batch_ms(images, labels, args.batch_size)
+    print(f"the batch alone: shipped {batch['shipped']:.1f} ms, augment after conversion "
+          f"{batch['augment after conversion']:.1f} ms (median of 20, alternating)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "model": args.model, "batch_size": args.batch_size, "steps": args.steps, "cpu": cpu_info(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "img_per_s": speeds}, indent=2) + "\n")
+            "model": args.model, "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
+            "cpu": cpu_info(), "img_per_s_rounds": rates,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "img_per_s": speeds,
+            "batch_ms": batch}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from tinycifar import augment
 from tinycifar.augment import Augmentation
+from tinycifar.inference import prepare
 
 
 def gen(seed=0):
@@ -44,6 +45,33 @@ def test_translate_is_a_crop_of_the_reflect_padded_image(pad, seed):
     for i in range(4):
         dy, dx = d.shifts[i].tolist()
         assert torch.equal(y[i], padded[i, :, dy:dy + 12, dx:dx + 12])
+
+
+def reference_batch(images, d, pad, cutout_size=0):
+    """The batch as the transforms' definitions say, one after the other on normalised
+    floats: select, convert, reflect-pad, crop, mirror, cut out."""
+    x = prepare(images[d.order], torch.device("cpu")).contiguous()
+    padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
+    h, w = x.shape[2:]
+    out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(d.shifts.tolist())])
+    out = torch.stack([o.flip(2) if f else o for o, f in zip(out, d.flips.tolist())])
+    return augment.cutout(out, cutout_size, d.centres) if cutout_size else out
+
+
+@pytest.mark.parametrize("pad, cutout_size", [(2, 0), (4, 8), (1, 0)])
+def test_the_uint8_training_batch_equals_the_transforms_applied_in_turn(pad, cutout_size):
+    # The training path folds selection, padding, cropping and mirroring into one gather on
+    # the uint8 set: it must give exactly what applying them one by one gives.
+    g = gen(7)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (40,), generator=g)
+    aug = Augmentation(40, seed=1, flip=True, alternating=True, translate=pad, cutout=cutout_size)
+    d = aug.draw(1, gen(2), torch.device("cpu"))[5:30]
+    x, target, y = aug.batch(images, labels, d, torch.device("cpu"))
+    assert torch.equal(x, reference_batch(images, d, pad, cutout_size))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y, labels[d.order]) and torch.equal(target, y)
+    assert 0 < int(d.flips.sum()) < len(d.flips) and d.shifts.max() == 2 * pad  # both kinds exercised
 
 
 def test_translate_moves_images_by_different_offsets():

@@ -28,22 +28,36 @@ def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
-def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor) -> torch.Tensor:
+def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor, flips: torch.Tensor | None = None,
+              order: torch.Tensor | None = None) -> torch.Tensor:
     """Crop of the reflect-padded image at ``shifts`` (B, 2) in ``[0, 2*pad]``: moves each
-    image by up to ``pad`` pixels.
+    image by up to ``pad`` pixels, and mirrors it left-right where ``flips`` (B,) is true.
+    With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set).
 
-    One gather for the whole batch; the result comes out channels-last in memory, which is
-    the layout the model runs in anyway.
+    One gather for the whole batch, of any dtype: the batch's selection, the reflection and
+    the mirror are all folded into the gather's indices, so on the training path the uint8
+    images are moved once, before they are converted (measured side by side against
+    selecting, converting, padding, cropping and flipping in turn: ``benchmarks/loop_speed.py``).
+    The result comes out channels-last in memory, the layout the model runs in anyway.
     """
     if pad <= 0:
-        return x
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    rows = shifts[:, 0, None] + torch.arange(h, device=x.device)  # (B, H)
-    cols = shifts[:, 1, None] + torch.arange(w, device=x.device)  # (B, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2)
+        if flips is None and order is None:
+            return x
+        shifts = torch.zeros_like(shifts)
+    batch = (order if order is not None else torch.arange(len(shifts), device=x.device))[:, None, None]
+    _, _, h, w = x.shape
+    rows = _reflect(shifts[:, 0, None] - pad + torch.arange(h, device=x.device), h)  # (B, H)
+    cols = _reflect(shifts[:, 1, None] - pad + torch.arange(w, device=x.device), w)  # (B, W)
+    if flips is not None:
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+    return x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) in memory
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices past either edge mirrored back inside, the edge itself not repeated
+    (``F.pad(mode="reflect")``'s rule)."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 def shift_scale_rotate(x: torch.Tensor, u: torch.Tensor, shift: float = 0.0625,
@@ -192,7 +206,7 @@ class Augmentation:
         """The training batch at rows ``d`` of the uint8 set: augmented inputs, the targets
         the loss sees (class indices, or class probabilities where images are mixed) and the
         true labels (for the accuracy count)."""
-        x = self(prepare(images[d.order], dev), d)
+        x = self._paint(prepare(self._move(images, d, d.order), dev), d)
         y = labels[d.order]
         if d.lams is None:
             return x, y, y
@@ -201,10 +215,18 @@ class Augmentation:
 
     def __call__(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
         """Augment batch ``x`` with its rows ``d`` of the epoch's draws; channels-last out."""
+        return self._paint(self._move(x, d), d)
+
+    def _move(self, x: torch.Tensor, d: Draws, order: torch.Tensor | None = None) -> torch.Tensor:
+        """The transforms that only move pixels (translate, flip), of batch ``x`` or, with
+        ``order``, of ``x[order]``: any dtype, uint8 too."""
         if d.shifts is not None:
-            x = translate(x, self.pad, d.shifts)
-        if d.flips is not None:
-            x = flip(x, d.flips)
+            return translate(x, self.pad, d.shifts, d.flips, order)
+        x = x if order is None else x[order]
+        return x if d.flips is None else flip(x, d.flips)
+
+    def _paint(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
+        """The transforms that make new values (warp, cutout): on the normalised batch."""
         if d.warps is not None:
             x = shift_scale_rotate(x, d.warps)
         if d.centres is not None:
