@@ -17,6 +17,11 @@
 #   core 15      the GPU: s05, sepnet-hires 160 epochs without mixing on the validation
 #                split (the run benchmarks/README.md's rule asks for if s04 falls short).
 # If the CPU has no native bf16 the CPU jobs are skipped (they would measure emulation).
+# On the H100's host Xeon (2026-11-26) everything but three parity runs ended within 540 s:
+# a 2-thread fp32 parity run took ~520 s beside the rest, and the bf16 ones queued behind
+# time_to_accuracy did not start in time. Those three were rerun at once with 4 or 8
+# threads (speed is no part of the parity table); give the parity runs more cores if the
+# table is ever measured again.
 # Everything stops by $DEADLINE seconds after the start; runs land in $OUT/runs/NAME and
 # $OUT/runs.tgz packs them without checkpoints. SMOKE=1 shrinks every job (and maps the
 # cores onto however many this machine has), to check the script on a small CPU.
