@@ -29,7 +29,7 @@ set -u
 shopt -s nullglob
 : "${DATA:?set DATA to the folder holding cifar-10-batches-py}"
 OUT=${OUT:-bf16-host}
-DEADLINE=${DEADLINE:-480}
+DEADLINE=${DEADLINE:-540}
 R=$OUT/runs
 mkdir -p "$R"
 export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}

@@ -1,14 +1,14 @@
 """What each design choice of the training loop buys, measured side by side in one process.
 
-Each variant runs the same number of real training steps of a model (tinynet unless --model) on real-sized
-random uint8 data and reports images/s and the ratio to the shipped loop:
+Each variant runs the same number of real training steps of a model (``--model``) on
+real-sized random uint8 data and reports images/s and the ratio to the shipped loop:
 
 - ``shipped``: uint8 data in memory; the batch's selection, translation and flip are one
   gather on the uint8 set, then it is normalised; model and batch channels-last;
 - ``augment after conversion``: the batch selected and normalised first, then padded,
   cropped and flipped as floats, each a pass of its own (this project's loop until
   2026-11-26; the same numbers come out);
-- ``contiguous``: the same with the model in the default NCHW layout;
+- ``contiguous``: as shipped, with the model and batch in the default NCHW layout;
 - ``per-image aug``: augmentation done one image at a time in a Python loop (what a
   Dataset + per-sample transforms pipeline does), the rest as shipped;
 - ``float32 data``: the data set kept as normalised float32 (4× the memory) instead of uint8.
@@ -16,7 +16,8 @@ random uint8 data and reports images/s and the ratio to the shipped loop:
 The variants take turns for ``--rounds`` rounds (the order reversed every other round), and
 each reports its median, so a machine that slows down mid-run shifts them all alike::
 
-    python benchmarks/loop_speed.py [--steps 8] [--rounds 3] [--batch-size 512] [--json results/loop_speed/tinynet.json]
+    python benchmarks/loop_speed.py --model fastnet --batch-size 256 --steps 10 --rounds 5 \
+        --json benchmarks/results/loop_speed/fastnet.json      # the README's table
 """
 
 from __future__ import annotations
@@ -112,10 +113,10 @@ def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tinynet", help="the README's table is tinynet's (default)")
+    p.add_argument("--model", default="fastnet", help="the README's table is fastnet's (default)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args()
     g = torch.Generator().manual_seed(0)

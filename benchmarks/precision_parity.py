@@ -23,10 +23,15 @@ def read_runs(folders: list[Path]) -> dict[str, dict[int, float]]:
         config = json.loads((folder / "config.json").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
         acc = next(v for k, v in metrics.items() if k.startswith("final_") and k.endswith("_acc"))
+        if config["seed"] in table[metrics["precision"]]:
+            raise SystemExit(f"{folder}: a second {metrics['precision']} run of seed {config['seed']}")
         table[metrics["precision"]][config["seed"]] = 100 * acc
         recipes.add(json.dumps([config["model"], config["recipe"], config["eval_on"]], sort_keys=True))
     if len(recipes) != 1:
         raise SystemExit("the runs differ in model, recipe or evaluation split: not a parity table")
+    if set(table["fp32"]) != set(table["bf16"]) or not table["fp32"]:
+        raise SystemExit(f"each seed needs one run in each precision: fp32 has seeds {sorted(table['fp32'])}, "
+                         f"bf16 {sorted(table['bf16'])}")
     return table
 
 
@@ -35,7 +40,7 @@ def mean_std(values: list[float], sign: str = "") -> str:
 
 
 def parity_table(table: dict[str, dict[int, float]]) -> str:
-    seeds = sorted(set(table["fp32"]) & set(table["bf16"]))
+    seeds = sorted(table["fp32"])
     rows = ["| seed | fp32 | bf16 | bf16 − fp32 |", "|---:|---:|---:|---:|"]
     rows += [f"| {s} | {table['fp32'][s]:.2f} | {table['bf16'][s]:.2f} | {table['bf16'][s] - table['fp32'][s]:+.2f} |"
              for s in seeds]

@@ -127,8 +127,10 @@ def merge(folders: list[Path]) -> dict:
     together, the baseline's time their mean, and each process's own ratio kept."""
     parts = [json.loads((f / "time_to_accuracy.json").read_text()) for f in folders]
     facts = {k: parts[0][k] for k in ("cpu", "cpu_flags", "threads", "torch", "model", "recipe", "precision")}
-    if any({k: p[k] for k in facts} != facts for p in parts):
-        raise SystemExit("the summaries differ in CPU, threads, torch, model, recipe or precision")
+    epochs = {(p["baseline"]["timed_epochs"], r["epochs"]) for p in parts for r in p["fast"]}
+    if any({k: p[k] for k in facts} != facts for p in parts) or len(epochs) != 1:
+        raise SystemExit("the summaries differ in CPU, threads, torch, model, recipe, precision or epochs "
+                         "(a --limit smoke run among full ones?)")
     base_s = statistics.mean(p["baseline"]["train_s_extrapolated"] for p in parts)
     baseline = {**parts[0]["baseline"], "train_s_extrapolated": base_s,
                 "timed_s": [p["baseline"]["timed_s"] for p in parts]}

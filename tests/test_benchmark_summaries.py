@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -40,12 +42,20 @@ def test_parity_table_refuses_runs_of_different_recipes(tmp_path):
     assert out.returncode != 0 and "differ" in out.stderr
 
 
-def tta_summary(folder: Path, seed: int, acc: float, train_s: float, base_s: float, cpu: str = "Xeon") -> Path:
+def test_parity_table_refuses_a_seed_run_in_one_precision_only(tmp_path):
+    runs = [fake_run(tmp_path / "a", "fp32", 0, 0.87), fake_run(tmp_path / "b", "bf16", 0, 0.87),
+            fake_run(tmp_path / "c", "fp32", 1, 0.87)]
+    out = script("precision_parity.py", *runs)
+    assert out.returncode != 0 and "each seed needs one run in each precision" in out.stderr
+
+
+def tta_summary(folder: Path, seed: int, acc: float, train_s: float, base_s: float, cpu: str = "Xeon",
+                epochs: int = 14) -> Path:
     folder.mkdir(parents=True)
     (folder / "time_to_accuracy.json").write_text(json.dumps({
         "cpu": cpu, "cpu_flags": ["amx_bf16"], "threads": 2, "torch": "2.x", "model": "fastnet",
         "recipe": "fast", "precision": "bf16", "process_wall_s": 400.0, "ratio": train_s / base_s,
-        "fast": [{"seed": seed, "test_acc": acc, "train_s": train_s, "wall_s": train_s, "epochs": 14,
+        "fast": [{"seed": seed, "test_acc": acc, "train_s": train_s, "wall_s": train_s, "epochs": epochs,
                   "precision": "bf16", "tmac": 22.1}],
         "baseline": {"model": "tinynet", "recipe": "classic", "precision": "fp32", "timed_epochs": 2,
                      "timed_s": base_s / 15, "train_s_extrapolated": base_s, "wall_s_timed": base_s / 15,
@@ -65,7 +75,8 @@ def test_time_to_accuracy_merges_processes_into_one_summary(tmp_path):
     assert "ratio 0.191" in out.stdout and (tmp_path / "merged" / "time_to_accuracy.png").is_file()
 
 
-def test_time_to_accuracy_refuses_to_merge_different_machines(tmp_path):
-    parts = [tta_summary(tmp_path / "a", 0, 0.87, 300, 1800), tta_summary(tmp_path / "b", 1, 0.87, 300, 1800, "EPYC")]
+@pytest.mark.parametrize("other", [{"cpu": "EPYC"}, {"epochs": 2}])  # another machine; a smoke run
+def test_time_to_accuracy_refuses_to_merge_unlike_runs(tmp_path, other):
+    parts = [tta_summary(tmp_path / "a", 0, 0.87, 300, 1800), tta_summary(tmp_path / "b", 1, 0.87, 300, 1800, **other)]
     out = script("time_to_accuracy.py", "--merge", *parts, "--out", tmp_path / "merged")
     assert out.returncode != 0 and "differ" in out.stderr

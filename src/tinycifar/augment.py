@@ -2,8 +2,10 @@
 
 Each transform is split in two: its random parameters for a whole epoch are drawn in one
 go by :class:`Augmentation` (from one CPU ``torch.Generator``, moved to the device once per
-epoch), and the transform applies a batch's slice of them to a normalised float batch
-``(B, C, H, W)`` (0 is the dataset mean) with a handful of tensor ops. So a training step
+epoch), and the transform applies a batch's slice of them with a handful of tensor ops:
+the ones that only move pixels (translate, flip) to the uint8 images, folded into the one
+gather that selects the batch, the others (warp, cutout, mixing) to the normalised float
+batch ``(B, C, H, W)`` (0 is the dataset mean). So a training step
 never waits on the host for random numbers (no per-step host-device sync on a GPU), CPU and
 GPU runs draw the same numbers, and a resumed run repeats the interrupted epoch exactly.
 """
@@ -44,8 +46,10 @@ def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor, flips: torch.Tens
         if flips is None and order is None:
             return x
         shifts = torch.zeros_like(shifts)
-    batch = (order if order is not None else torch.arange(len(shifts), device=x.device))[:, None, None]
     _, _, h, w = x.shape
+    if pad >= min(h, w):
+        raise ValueError(f"reflect padding of {pad} pixels needs images larger than {pad} (got {h}×{w})")
+    batch = (order if order is not None else torch.arange(len(shifts), device=x.device))[:, None, None]
     rows = _reflect(shifts[:, 0, None] - pad + torch.arange(h, device=x.device), h)  # (B, H)
     cols = _reflect(shifts[:, 1, None] - pad + torch.arange(w, device=x.device), w)  # (B, W)
     if flips is not None:
