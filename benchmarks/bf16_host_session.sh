@@ -10,7 +10,8 @@
 #   cores 0-5    time_to_accuracy.py, one process per seed (cores 2s, 2s+1): the shipped
 #                recipe timed for 2 epochs beside the fast recipe in bf16 for that seed, on
 #                the test set (the ratio of #7); then, on the same cores, precision_speed.py
-#                (fp32 and bf16 training img/s of every zoo model, #8) after seed 0, and the
+#                (fp32 and bf16 training img/s of every zoo model and of #8's candidates,
+#                whose hour on a bf16 CPU it decides) after seed 0, and the
 #                bf16 arm of the parity table (fast recipe, validation split) for seeds 1, 2.
 #   cores 6-11   the fp32 arm of the parity table, seeds 0-2.
 #   cores 12-13  the bf16 arm's seed 0.
@@ -37,7 +38,7 @@ PY=${PYTHON:-python3}
 NCPU=$(nproc)
 SMOKE=${SMOKE:-0}
 TTA=() TRAIN=() GPU=(--device cuda --epochs 160)
-MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed
+MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,mixernet
 HAS_BF16=$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo 1 || echo 0)
 HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
 if [ "$SMOKE" = 1 ]; then  # every job, whatever the machine has, on 500 images
@@ -67,7 +68,8 @@ if [ "$HAS_BF16" = 1 ]; then
       pin "$c" "$R/tta-s$s.log" $PY benchmarks/time_to_accuracy.py --data-dir "$DATA" --device cpu \
         --precision bf16 --seeds "$s" --out "$R/tta-s$s" "${TTA[@]}"
       case $s in
-        0) pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 --steps 5 --models "$MODELS" ;;
+        0) pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 --steps 5 --candidates \
+             --models "$MODELS" ;;
         *) train "$c" "parity-bf16-s$s" --model fastnet --recipe fast --precision bf16 --seed "$s" ;;
       esac
     ) &

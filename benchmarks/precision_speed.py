@@ -4,12 +4,15 @@ bf16 is only fast where the hardware has it (``avx512_bf16``/``amx_bf16`` CPUs, 
 GPUs); elsewhere it is emulated. This says which case a machine is in, per model::
 
     python benchmarks/precision_speed.py --models fastnet,tinynet --threads 2
+    python benchmarks/precision_speed.py --candidates --models sepnet_hires,mixernet   # issue #8's
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +46,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--candidates", action="store_true",
+                   help="also know the networks of benchmarks/train_variant.py (sepnet, sepnet_hires, mixernet)")
     args = p.parse_args()
+    if args.candidates:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import train_variant  # noqa: F401  (registers the candidates)
     torch.set_num_threads(args.threads)
     cpu = cpu_info()
     print(f"{cpu['model']} [{', '.join(cpu['flags'])}], {args.threads} threads, batch {args.batch_size}, "

@@ -112,6 +112,8 @@ VARIANTS = {
     "fastnet_gelu": lambda n: with_gelu(FastNet(n)),
     # issue #8: widths 32/80/144, two residual separable blocks at 7x7 and at 3x3: 11.3 M MACs
     "sepnet": SepNet,
+    # issue #8's candidate "sepnet-hires": sepnet's first separable stage unpooled: 17.8 M MACs
+    "sepnet_hires": lambda n: SepNet(n, pools=(False, True)),
     # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18 M MACs
     "mixernet": MixerNet,
 }

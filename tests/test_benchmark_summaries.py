@@ -80,3 +80,12 @@ def test_time_to_accuracy_refuses_to_merge_unlike_runs(tmp_path, other):
     parts = [tta_summary(tmp_path / "a", 0, 0.87, 300, 1800), tta_summary(tmp_path / "b", 1, 0.87, 300, 1800, **other)]
     out = script("time_to_accuracy.py", "--merge", *parts, "--out", tmp_path / "merged")
     assert out.returncode != 0 and "differ" in out.stderr
+
+
+def test_precision_speed_knows_the_candidate_networks():
+    # sepnet_hires is #8's candidate: whether its run fits the hour on a bf16 CPU is its bf16 rate
+    out = script("precision_speed.py", "--candidates", "--models", "sepnet_hires", "--batch-size", "4",
+                 "--steps", "1", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.splitlines()[-1]
+    assert line.startswith("sepnet_hires") and line.count("img/s") == 2
