@@ -10,6 +10,7 @@ GPUs); elsewhere it is emulated. This says which case a machine is in, per model
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def main() -> None:
     args = p.parse_args()
     if args.candidates:
         sys.path.insert(0, str(Path(__file__).parent))
-        import train_variant  # noqa: F401  (registers the candidates)
+        importlib.import_module("train_variant")  # registers the candidates
     torch.set_num_threads(args.threads)
     cpu = cpu_info()
     print(f"{cpu['model']} [{', '.join(cpu['flags'])}], {args.threads} threads, batch {args.batch_size}, "
