@@ -175,7 +175,7 @@ def test_mixup_blends_each_image_with_its_mirror_in_the_batch_and_its_label_alik
     x, labels = ramp(6), torch.arange(6)
     _, d = draws(6, mixup=0.4)
     y, target = augment.mix(x, labels, d.lams, d.cut, d.boxes)
-    assert not d.cut.any() and ((d.lams > 0) & (d.lams < 1)).all()
+    assert d.cut is None and d.boxes is None and ((d.lams > 0) & (d.lams < 1)).all()
     for i in range(6):
         lam, j = d.lams[i], 5 - i
         assert torch.allclose(y[i], lam * x[i] + (1 - lam) * x[j])
@@ -212,6 +212,22 @@ def test_mixup_and_cutmix_together_split_the_images_and_repeat_on_a_resume():
     mixup_lams, cutmix_lams = a.lams[~a.cut], a.lams[a.cut]
     assert ((mixup_lams < 0.1) | (mixup_lams > 0.9)).float().mean() > 0.5
     assert 0.15 < ((cutmix_lams < 0.2).float().mean()) < 0.25
+
+
+def test_mixup_ramp_starts_unmixed_and_widens_the_partner_share_to_its_cap():
+    aug = Augmentation(4000, seed=0, flip=False, mixup_ramp=0.5, epochs=10)
+    first, third, last = (aug.draw(e, gen(e), torch.device("cpu")) for e in (0, 3, 9))
+    assert torch.equal(first.lams, torch.ones(4000))  # epoch 1: no mixing at all
+    for d, cap in ((third, 0.3), (last, 0.5)):  # U(0, min(epoch / epochs, 0.5)) for the partner
+        partner = 1 - d.lams
+        assert partner.min() >= 0 and partner.max() <= cap + 1e-6
+        assert partner.max() > 0.95 * cap and 0.45 * cap < partner.mean() < 0.55 * cap
+    assert torch.equal(last.lams, aug.draw(9, gen(9), torch.device("cpu")).lams)  # a resumed run
+    both = Augmentation(4000, seed=0, flip=False, mixup_ramp=0.5, cutmix=1.0, epochs=10).draw(
+        9, gen(9), torch.device("cpu"))
+    assert 0.45 < both.cut.float().mean() < 0.55
+    assert (1 - both.lams[~both.cut]).max() <= 0.5 + 1e-6  # the ramp's rows
+    assert (1 - both.lams[both.cut]).max() > 0.9  # CutMix's Beta(1, 1) rows
 
 
 def test_batch_without_mixing_trains_on_the_labels_themselves():

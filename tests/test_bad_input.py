@@ -358,6 +358,12 @@ CASES = [
          before_data=True),
     Case("train-mixup-negative", lambda e: train(e, "--mixup", "-0.2"), 2,
          r"bad recipe: mixup must be a Beta parameter >= 0, 0 for off \(got -0\.2\)", before_data=True),
+    Case("train-mixup-twice", lambda e: train(e, "--mixup", "0.2", "--mixup-ramp", "0.5"), 2,
+         r"bad recipe: mixup and mixup_ramp are two ways to draw mixup's share: set one of them to 0",
+         before_data=True),
+    Case("train-mixup-ramp-past-half", lambda e: train(e, "--mixup-ramp", "0.8"), 2,
+         r"bad recipe: mixup_ramp must be in \[0, 0\.5\], the partner's largest share \(got 0\.8\)",
+         before_data=True),
     Case("train-eval-every-zero", lambda e: train(e, "--eval-every", "0"), 2,
          r"bad recipe: eval_every must be at least 1 \(got 0\)", before_data=True),
     Case("train-precision-unknown", lambda e: train(e, "--precision", "fp8"), 2,
@@ -516,4 +522,4 @@ def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
     assert r.epochs >= 1 and r.batch_size >= 1 and r.lr > 0 and r.weight_decay >= 0
     assert 0 <= r.momentum < 1 and 0 <= r.label_smoothing < 1 and 0 <= r.ema_decay < 1
     assert 0 <= r.warmup_epochs <= r.epochs and 0 <= r.translate <= 16 and 0 <= r.cutout <= 32
-    assert r.mixup >= 0 and r.cutmix >= 0
+    assert r.mixup >= 0 and r.cutmix >= 0 and 0 <= r.mixup_ramp <= 0.5 and not (r.mixup and r.mixup_ramp)

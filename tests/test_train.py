@@ -55,6 +55,10 @@ def test_fit_with_mixup_and_cutmix_learns(tmp_path, tiny_data):
     metrics = fit("tinynet", recipe, tmp_path, *tiny_data, device="cpu", progress=False, log=lambda *_: None)
     assert json.loads((tmp_path / "config.json").read_text())["recipe"]["mixup"] == 0.4
     assert metrics["final_test_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    ramped = Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1, mixup_ramp=0.5)
+    metrics = fit("tinynet", ramped, tmp_path / "ramp", *tiny_data, device="cpu", progress=False,
+                  log=lambda *_: None)
+    assert metrics["final_test_acc"] > 0.5
 
 
 def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path, tiny_data):
@@ -69,6 +73,21 @@ def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path, tiny_data):
     fit("tinynet", recipe, run, *tiny_data, resume=True, **quiet)
     epochs = [json.loads(x)["epoch"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]  # not [1, 2, 2]
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_started_before_a_recipe_field_existed_still_resumes(tmp_path, tiny_data):
+    quiet = {"progress": False, "log": lambda *_: None}
+    recipe = Recipe(epochs=2, batch_size=64)
+    fit("tinynet", recipe, tmp_path / "full", *tiny_data, **quiet)
+    run = tmp_path / "run"
+    fit("tinynet", recipe, run, *tiny_data, **quiet)
+    (run / "last.pt").unlink()  # back to epoch 1's checkpoint, as written by an older tinycifar:
+    state = torch.load(run / "previous.pt", weights_only=True)
+    del state["config"]["recipe"]["mixup_ramp"]  # a field added since, off by default
+    torch.save(state, run / "previous.pt")
+    fit("tinynet", recipe, run, *tiny_data, resume=True, **quiet)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -30,22 +30,23 @@ def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
-def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor, flips: torch.Tensor | None = None,
+def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor | None, flips: torch.Tensor | None = None,
               order: torch.Tensor | None = None) -> torch.Tensor:
     """Crop of the reflect-padded image at ``shifts`` (B, 2) in ``[0, 2*pad]``: moves each
     image by up to ``pad`` pixels, and mirrors it left-right where ``flips`` (B,) is true.
-    With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set).
+    With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set). ``shifts``
+    None (or ``pad`` 0) moves nothing.
 
     One gather for the whole batch, of any dtype: the batch's selection, the reflection and
     the mirror are all folded into the gather's indices, so on the training path the uint8
     images are moved once, before they are converted (measured side by side against
     selecting, converting, padding, cropping and flipping in turn: ``benchmarks/loop_speed.py``).
-    The result comes out channels-last in memory, the layout the model runs in anyway.
+    When it moves pixels, the result comes out channels-last in memory, the layout the
+    model runs in anyway.
     """
-    if pad <= 0:
-        if flips is None and order is None:
-            return x
-        shifts = torch.zeros_like(shifts)
+    if shifts is None or pad <= 0:  # nothing moves: selecting and mirroring beat the gather 2.5×
+        x = x if order is None else x[order]
+        return x if flips is None else flip(x, flips)
     _, _, h, w = x.shape
     if pad >= min(h, w):
         raise ValueError(f"reflect padding of {pad} pixels needs images larger than {pad} (got {h}×{w})")
@@ -101,8 +102,8 @@ def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(inside[:, None], 0.0)
 
 
-def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Tensor,
-        centres: torch.Tensor, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Tensor | None = None,
+        centres: torch.Tensor | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup and CutMix in one: each image is blended with its partner, the image at the
     mirrored position of the batch (timm's pairing: no second gather), and its target becomes
     the same blend of the two one-hot labels.
@@ -110,23 +111,29 @@ def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Te
     ``lams`` (B,) is each image's own share. Rows where ``cut`` (B,) is true paste a box of
     the partner instead (CutMix), centred at ``centres`` (B, 2, fractions), of area
     ``1 - lam`` before clipping at the border; their share is then the area actually kept.
-    Returns the mixed batch and (B, classes) target probabilities.
+    ``cut`` None is mixup alone (no box is drawn). Returns the mixed batch and (B, classes)
+    target probabilities.
     """
-    b, _, h, w = x.shape
-    side = torch.sqrt(1 - lams)  # box side as a fraction, for area 1 - lam
-    ys = torch.arange(h, device=x.device)[None, :, None]
-    xs = torch.arange(w, device=x.device)[None, None, :]
-    top = ((centres[:, 0] - side / 2) * h).round()[:, None, None]
-    left = ((centres[:, 1] - side / 2) * w).round()[:, None, None]
-    bottom = ((centres[:, 0] + side / 2) * h).round()[:, None, None]
-    right = ((centres[:, 1] + side / 2) * w).round()[:, None, None]
-    box = (ys >= top) & (ys < bottom) & (xs >= left) & (xs < right)  # (B, H, W)
-    keep = torch.where(cut[:, None, None], (~box).to(x.dtype), lams[:, None, None].to(x.dtype))
-    keep = keep[:, None]  # (B, 1, H, W): the own image's weight at each pixel
+    keep = lams[:, None, None, None].to(x.dtype)  # the own image's weight at each pixel
+    if cut is not None:
+        box = _box(lams, centres, *x.shape[2:], x.device)
+        keep = torch.where(cut[:, None, None, None], (~box).to(x.dtype)[:, None], keep)
     mixed = x * keep + x.flip(0) * (1 - keep)
     share = keep.mean((1, 2, 3))[:, None]
     onehot = F.one_hot(labels, num_classes).to(x.dtype)
     return mixed, share * onehot + (1 - share) * onehot.flip(0)
+
+
+def _box(lams: torch.Tensor, centres: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(B, H, W) masks of CutMix's boxes: area ``1 - lam`` centred at ``centres``, clipped."""
+    side = torch.sqrt(1 - lams)  # box side as a fraction, for area 1 - lam
+    ys = torch.arange(h, device=device)[None, :, None]
+    xs = torch.arange(w, device=device)[None, None, :]
+    top = ((centres[:, 0] - side / 2) * h).round()[:, None, None]
+    left = ((centres[:, 1] - side / 2) * w).round()[:, None, None]
+    bottom = ((centres[:, 0] + side / 2) * h).round()[:, None, None]
+    right = ((centres[:, 1] + side / 2) * w).round()[:, None, None]
+    return (ys >= top) & (ys < bottom) & (xs >= left) & (xs < right)
 
 
 @dataclass
@@ -139,7 +146,7 @@ class Draws:
     warps: torch.Tensor | None = None  # (N, 4) shift-scale-rotate parameters
     centres: torch.Tensor | None = None  # (N, 2) cutout centres, fractions of the size
     lams: torch.Tensor | None = None  # (N,) mixup/cutmix share of the image itself
-    cut: torch.Tensor | None = None  # (N,) bool: CutMix rather than mixup
+    cut: torch.Tensor | None = None  # (N,) bool: CutMix rather than mixup; None without CutMix
     boxes: torch.Tensor | None = None  # (N, 2) CutMix box centres, fractions of the size
 
     def __getitem__(self, rows: slice) -> "Draws":
@@ -160,21 +167,26 @@ class Augmentation:
     epoch and the opposite of its previous epoch's after that, so every two epochs see both
     views (a fresh coin each epoch repeats a view half the time). Its first-epoch coins come
     from ``seed`` alone, so a resumed run flips exactly as an unbroken one.
+
+    ``mixup_ramp`` draws mixup's partner share from ``U(0, min(epoch / epochs, mixup_ramp))``
+    instead of Beta(``mixup``, ``mixup``): no mixing in the first epoch, then more as
+    training goes on (xvel/cifar10-tiniest's schedule, 0.5).
     """
 
     def __init__(self, n_images: int, seed: int, flip: bool = True, alternating: bool = False,
                  translate: int = 0, ssr: bool = False, cutout: int = 0, mixup: float = 0.0,
-                 cutmix: float = 0.0) -> None:
+                 cutmix: float = 0.0, mixup_ramp: float = 0.0, epochs: int = 1) -> None:
         self.n, self.flip, self.alternating = n_images, flip, flip and alternating
         self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
-        self.mixup, self.cutmix = mixup, cutmix
+        self.mixup, self.cutmix, self.mixup_ramp, self.epochs = mixup, cutmix, mixup_ramp, epochs
         self.coins = (torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
                       if self.alternating else None)
 
     @classmethod
     def from_recipe(cls, recipe, n_images: int, seed: int) -> "Augmentation":
-        return cls(n_images, seed, recipe.flip, recipe.alt_flip, recipe.translate, recipe.ssr, recipe.cutout,
-                   recipe.mixup, recipe.cutmix)
+        return cls(n_images, seed, flip=recipe.flip, alternating=recipe.alt_flip, translate=recipe.translate,
+                   ssr=recipe.ssr, cutout=recipe.cutout, mixup=recipe.mixup, cutmix=recipe.cutmix,
+                   mixup_ramp=recipe.mixup_ramp, epochs=recipe.epochs)
 
     def draw(self, epoch: int, g: torch.Generator, device: torch.device) -> Draws:
         """Epoch ``epoch``'s data order and augmentation parameters, on ``device``."""
@@ -191,18 +203,26 @@ class Augmentation:
             d.warps = u * (torch.rand(n, generator=g) < SSR_P)[:, None]
         if self.cutout_size > 0:
             d.centres = torch.rand(n, 2, generator=g)
-        if self.mixup or self.cutmix:
-            d.lams, d.cut, d.boxes = self._mix_draws(n, g)
+        if self.mixup or self.mixup_ramp or self.cutmix:
+            d.lams, d.cut, d.boxes = self._mix_draws(n, g, epoch)
         return d.to(device)
 
-    def _mix_draws(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _mix_draws(self, n: int, g: torch.Generator,
+                   epoch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        mixup = bool(self.mixup or self.mixup_ramp)
         # With both on, each image takes one of the two at even odds (timm's switch).
-        cut = torch.rand(n, generator=g) < (0.5 if self.mixup and self.cutmix else float(self.cutmix > 0))
+        cut = torch.rand(n, generator=g) < (0.5 if mixup and self.cutmix else float(self.cutmix > 0))
         # torch has no seeded Beta sampler; NumPy's, seeded from the epoch's generator, keeps
         # the draws repeatable on a resume.
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
-        alpha = np.where(cut.numpy(), self.cutmix, self.mixup)
-        lams = torch.from_numpy(rng.beta(alpha, alpha)).float()
+        alpha = np.where(cut.numpy(), self.cutmix, self.mixup or 1.0)  # 1.0: replaced by the ramp
+        lams = rng.beta(alpha, alpha)
+        if self.mixup_ramp:
+            ramped = 1 - rng.uniform(0, min(epoch / self.epochs, self.mixup_ramp), n)
+            lams = np.where(cut.numpy(), lams, ramped)
+        lams = torch.from_numpy(lams).float()
+        if not self.cutmix:
+            return lams, None, None  # mixup alone: no boxes to draw or paint
         return lams, cut, torch.rand(n, 2, generator=g)
 
     def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws,
@@ -224,10 +244,7 @@ class Augmentation:
     def _move(self, x: torch.Tensor, d: Draws, order: torch.Tensor | None = None) -> torch.Tensor:
         """The transforms that only move pixels (translate, flip), of batch ``x`` or, with
         ``order``, of ``x[order]``: any dtype, uint8 too."""
-        if d.shifts is not None:
-            return translate(x, self.pad, d.shifts, d.flips, order)
-        x = x if order is None else x[order]
-        return x if d.flips is None else flip(x, d.flips)
+        return translate(x, self.pad, d.shifts, d.flips, order)
 
     def _paint(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
         """The transforms that make new values (warp, cutout): on the normalised batch."""

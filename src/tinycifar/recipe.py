@@ -45,6 +45,9 @@ class Recipe:
         "help": "mixup: blend image pairs and their labels, share ~ Beta(a, a); a = 0 is off"})
     cutmix: float = field(default=0.0, metadata={
         "help": "CutMix: paste a box of another image, area ~ Beta(a, a); 0 = off (with mixup: half each)"})
+    mixup_ramp: float = field(default=0.0, metadata={
+        "help": "mixup whose partner share ~ U(0, min(epoch/epochs, this)): none at first, then more "
+                "(xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"})
     eval_every: int = field(default=1, metadata={
         "help": "evaluate every N epochs, and always after the last"})
 
@@ -88,6 +91,10 @@ class Recipe:
             problems.append(f"cutout must be in [0, 32] pixels (got {self.cutout})")
         problems += [f"{name} must be a Beta parameter >= 0, 0 for off (got {getattr(self, name)})"
                      for name in ("mixup", "cutmix") if getattr(self, name) < 0]
+        if not 0 <= self.mixup_ramp <= 0.5:
+            problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share (got {self.mixup_ramp})")
+        if self.mixup and self.mixup_ramp:
+            problems.append("mixup and mixup_ramp are two ways to draw mixup's share: set one of them to 0")
         if problems:
             raise TinyCifarError("bad recipe: " + "; ".join(problems))
         return self
