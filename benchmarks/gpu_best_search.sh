@@ -17,6 +17,9 @@
 #    accuracy among the runs that finished, and fast enough that a test run (10% more
 #    images) fits the time left before $DEADLINE. Its configuration trains on all 50,000
 #    images for seeds 0, 1, 2 side by side; their final test accuracy is the figure.
+#    SEARCH_LIST=FILE replaces these candidates with the file's lines, "NAME ARGS..." each
+#    (benchmarks/screens-8.txt: issue #8's pre-registered screens); MIN_VAL=0.92 tests only a
+#    run that reached it (issue #8's rule), otherwise nothing.
 # Everything stops by $DEADLINE seconds after the start (the device tool allows 600 a
 # command). Runs land in $OUT/runs/NAME; $OUT/choice.txt says what was chosen, the ranking
 # and each seed's result; $OUT/runs.tgz packs them without checkpoints. SMOKE=1 runs each
@@ -28,6 +31,8 @@ EPOCHS=${EPOCHS:-112}
 DEADLINE=${DEADLINE:-540}  # seconds from the start; leaves time to pack and copy back
 SEARCH_S=${SEARCH_S:-300}
 CHOSEN=${CHOSEN:-}
+SEARCH_LIST=${SEARCH_LIST:-}
+MIN_VAL=${MIN_VAL:-0}
 R=$OUT/runs
 mkdir -p "$R"
 export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
@@ -46,7 +51,14 @@ run() {  # run SECONDS NAME ARGS...: train in the background, stopped after SECO
 }
 
 # --- 1. the search, validation split -------------------------------------------------------
-if [ -z "$CHOSEN" ]; then
+if [ -z "$CHOSEN" ] && [ -n "$SEARCH_LIST" ]; then
+  while read -r name rest; do
+    case "$name" in ''|'#'*) continue ;; esac
+    read -ra args <<< "$rest"
+    run "$SEARCH_S" "val-$name" "${args[@]}" "${VAL[@]}"
+  done < "$SEARCH_LIST"
+  wait
+elif [ -z "$CHOSEN" ]; then
   MIX=(--cutmix 1.0 --mixup 0.2)
   declare -A CANDIDATE=(
     [fastnet]="--model fastnet"
@@ -67,12 +79,13 @@ fi
 # --- 2. the choice, then 3 seeds on the test set --------------------------------------------
 TEST_S=$((DEADLINE - SECONDS))
 # Prints the chosen run's train arguments one a line; writes chosen.toml and choice.txt.
-mapfile -t args < <($PY - "$R" "$OUT" "$TEST_S" "$CHOSEN" <<'PY'
+mapfile -t args < <($PY - "$R" "$OUT" "$TEST_S" "$CHOSEN" "$MIN_VAL" <<'PY'
 import json, sys
 from pathlib import Path
 from tinycifar.recipe import recipe_from_dict, recipe_to_toml
 
 runs, out, test_s, chosen = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+min_val = float(sys.argv[5])
 lines = []
 if chosen:
     data = json.loads(Path(chosen).read_text())
@@ -92,9 +105,12 @@ else:
     ranked.sort(key=lambda r: r[1], reverse=True)
     lines += [f"  {n}: final val acc {a:.4f}, {s:.0f} s" + ("" if f else f", too slow for the {test_s} s left")
               for f, a, n, s in ranked]
-    eligible = [r for r in ranked if r[0]]
+    eligible = [r for r in ranked if r[0] and r[1] >= min_val]
     if not eligible:
-        print("\n".join(["no validation run finished in time to be tested"] + lines), file=sys.stderr)
+        why = f"no validation run reached {min_val:.4f} and fits the time left" if min_val else \
+            "no validation run finished in time to be tested"
+        (out / "choice.txt").write_text("\n".join([why] + lines) + "\n")
+        print("\n".join([why] + lines), file=sys.stderr)
         sys.exit(1)
     name = eligible[0][2]
     config = json.loads((runs / name / "config.json").read_text())
@@ -107,8 +123,13 @@ if config.get("model_args"):
     print("--model-args", json.dumps(config["model_args"], separators=(",", ":")), sep="\n")
 PY
 )
+pack() {  # the runs without checkpoints, and what was chosen, in one file to copy back
+  tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" \
+    runs $(cd "$OUT" && ls choice.txt chosen-config.json chosen.toml 2>/dev/null)
+}
 if [ ${#args[@]} -eq 0 ] || [ ! -s "$OUT/chosen.toml" ]; then
   echo "no configuration to test: see $OUT/choice.txt and the logs in $R" | tee -a "$OUT/choice.txt"
+  pack
   exit 1
 fi
 [ "${SMOKE:-0}" = 1 ] && args+=(--val-split 49500)
@@ -127,6 +148,5 @@ for s in range(3):
     accs = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k.startswith("final_") and k.endswith("_acc"))
     print(f"seed {s}: {accs} ({m['train_seconds']:.0f} s of training)")
 PY
-tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" \
-  runs choice.txt chosen-config.json chosen.toml
+pack
 echo "gpu best search done:"; cat "$OUT/choice.txt"

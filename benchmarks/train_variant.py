@@ -43,14 +43,15 @@ class SepNet(FastNet):
     fastnet spends two thirds of its parameters on two full 3×3 convolutions at 7×7 and
     3×3, which caps its width at 64. A separable convolution costs ``9c + c²`` instead of
     ``9c²``: the same parameters buy more than twice the width and residual blocks.
-    ``pools[i]`` false keeps stage ``i`` at the resolution before it (more MACs).
+    ``pools[i]`` false keeps stage ``i`` at the resolution before it (more MACs);
+    ``group_pool`` false keeps the first group at the stem's 31×31.
     """
 
     def __init__(self, num_classes: int = 10, widths=(32, 80, 144), depths=(2, 2),
-                 pools=(True, True)) -> None:
+                 pools=(True, True), group_pool: bool = True) -> None:
         super().__init__(num_classes)
         w1, w2, w3 = widths
-        stages = [ConvPoolGroup(self.whiten.out_channels, w1)]
+        stages = [ConvPoolGroup(self.whiten.out_channels, w1, pool=group_pool)]
         for c_in, c_out, blocks, pool in zip((w1, w2), (w2, w3), depths, pools):
             stages.append(nn.Sequential(
                 DepthwiseSeparableConv(c_in, c_out),
@@ -114,6 +115,9 @@ VARIANTS = {
     "sepnet": SepNet,
     # issue #8's candidate "sepnet-hires": sepnet's first separable stage unpooled: 17.8 M MACs
     "sepnet_hires": lambda n: SepNet(n, pools=(False, True)),
+    # issue #8's s09: sepnet with its first group at 31x31, so the first separable conv runs
+    # there too (80 wide at 15x15, 144 at 7x7 after it): 26.6 M MACs
+    "sepnet_g31": lambda n: SepNet(n, group_pool=False),
     # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18 M MACs
     "mixernet": MixerNet,
 }
