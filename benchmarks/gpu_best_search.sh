@@ -18,8 +18,9 @@
 #    images) fits the time left before $DEADLINE. Its configuration trains on all 50,000
 #    images for seeds 0, 1, 2 side by side; their final test accuracy is the figure.
 #    SEARCH_LIST=FILE replaces these candidates with the file's lines, "NAME ARGS..." each
-#    (benchmarks/screens-8.txt: issue #8's pre-registered screens); MIN_VAL=0.92 tests only a
-#    run that reached it (issue #8's rule), otherwise nothing.
+#    (shell quoting, # comments), and only ranks them (benchmarks/screens-8.txt: issue #8's
+#    pre-registered screens); with MIN_VAL=0.92 as well it tests the best run that reached
+#    it, and nothing if none did (issue #8's rule, for a list of runs stretched to the hour).
 # Everything stops by $DEADLINE seconds after the start (the device tool allows 600 a
 # command). Runs land in $OUT/runs/NAME; $OUT/choice.txt says what was chosen, the ranking
 # and each seed's result; $OUT/runs.tgz packs them without checkpoints. SMOKE=1 runs each
@@ -34,6 +35,9 @@ CHOSEN=${CHOSEN:-}
 SEARCH_LIST=${SEARCH_LIST:-}
 MIN_VAL=${MIN_VAL:-0}
 R=$OUT/runs
+if [ -n "$(ls -A "$R" 2>/dev/null)" ]; then
+  echo "$R already holds runs, which the ranking would mix in: give a new OUT" >&2; exit 2
+fi
 mkdir -p "$R"
 export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 PY=${PYTHON:-python3}
@@ -52,12 +56,13 @@ run() {  # run SECONDS NAME ARGS...: train in the background, stopped after SECO
 
 # --- 1. the search, validation split -------------------------------------------------------
 if [ -z "$CHOSEN" ] && [ -n "$SEARCH_LIST" ]; then
-  while read -r name rest; do
-    case "$name" in ''|'#'*) continue ;; esac
-    read -ra args <<< "$rest"
-    run "$SEARCH_S" "val-$name" "${args[@]}" "${VAL[@]}"
+  while IFS= read -r line || [ -n "$line" ]; do
+    mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$line")
+    [ ${#words[@]} -eq 0 ] && continue
+    run "$SEARCH_S" "val-${words[0]}" "${words[@]:1}" "${VAL[@]}"
   done < "$SEARCH_LIST"
   wait
+  if [ "$MIN_VAL" = 0 ]; then MIN_VAL=rank; fi  # a list is ranked, not tested, unless MIN_VAL says
 elif [ -z "$CHOSEN" ]; then
   MIX=(--cutmix 1.0 --mixup 0.2)
   declare -A CANDIDATE=(
@@ -85,7 +90,8 @@ from pathlib import Path
 from tinycifar.recipe import recipe_from_dict, recipe_to_toml
 
 runs, out, test_s, chosen = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-min_val = float(sys.argv[5])
+rank_only = sys.argv[5] == "rank"
+min_val = 0.0 if rank_only else float(sys.argv[5])
 lines = []
 if chosen:
     data = json.loads(Path(chosen).read_text())
@@ -105,10 +111,11 @@ else:
     ranked.sort(key=lambda r: r[1], reverse=True)
     lines += [f"  {n}: final val acc {a:.4f}, {s:.0f} s" + ("" if f else f", too slow for the {test_s} s left")
               for f, a, n, s in ranked]
-    eligible = [r for r in ranked if r[0] and r[1] >= min_val]
+    eligible = [r for r in ranked if r[0] and r[1] >= min_val and not rank_only]
     if not eligible:
-        why = f"no validation run reached {min_val:.4f} and fits the time left" if min_val else \
-            "no validation run finished in time to be tested"
+        why = ("ranked only (SEARCH_LIST without MIN_VAL): nothing tested" if rank_only else
+               f"no validation run reached {min_val:.4f} and fits the time left" if min_val else
+               "no validation run finished in time to be tested")
         (out / "choice.txt").write_text("\n".join([why] + lines) + "\n")
         print("\n".join([why] + lines), file=sys.stderr)
         sys.exit(1)
@@ -124,8 +131,9 @@ if config.get("model_args"):
 PY
 )
 pack() {  # the runs without checkpoints, and what was chosen, in one file to copy back
-  tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" \
-    runs $(cd "$OUT" && ls choice.txt chosen-config.json chosen.toml 2>/dev/null)
+  local f files=(runs)
+  for f in choice.txt chosen-config.json chosen.toml; do [ -e "$OUT/$f" ] && files+=("$f"); done
+  tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" "${files[@]}"
 }
 if [ ${#args[@]} -eq 0 ] || [ ! -s "$OUT/chosen.toml" ]; then
   echo "no configuration to test: see $OUT/choice.txt and the logs in $R" | tee -a "$OUT/choice.txt"

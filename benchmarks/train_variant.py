@@ -118,7 +118,7 @@ VARIANTS = {
     # issue #8's s09: sepnet with its first group at 31x31, so the first separable conv runs
     # there too (80 wide at 15x15, 144 at 7x7 after it): 26.6 M MACs
     "sepnet_g31": lambda n: SepNet(n, group_pool=False),
-    # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18 M MACs
+    # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18.6 M MACs
     "mixernet": MixerNet,
 }
 

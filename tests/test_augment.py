@@ -222,7 +222,10 @@ def test_mixup_ramp_starts_unmixed_and_widens_the_partner_share_to_its_cap():
         partner = 1 - d.lams
         assert partner.min() >= 0 and partner.max() <= cap + 1e-6
         assert partner.max() > 0.95 * cap and 0.45 * cap < partner.mean() < 0.55 * cap
-    assert torch.equal(last.lams, aug.draw(9, gen(9), torch.device("cpu")).lams)  # a resumed run
+    resumed = Augmentation(4000, seed=0, flip=False, mixup_ramp=0.5, epochs=10)
+    assert torch.equal(last.lams, resumed.draw(9, gen(9), torch.device("cpu")).lams)
+    with pytest.raises(ValueError, match="give the run's epochs"):
+        Augmentation(10, seed=0, mixup_ramp=0.5)
     both = Augmentation(4000, seed=0, flip=False, mixup_ramp=0.5, cutmix=1.0, epochs=10).draw(
         9, gen(9), torch.device("cpu"))
     assert 0.45 < both.cut.float().mean() < 0.55

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tinycifar.augment import Augmentation
 from tinycifar.errors import TinyCifarError
 from tinycifar.recipe import Recipe
 from tinycifar.train import fit, lr_factor, split_validation
@@ -56,6 +57,8 @@ def test_fit_with_mixup_and_cutmix_learns(tmp_path, tiny_data):
     assert json.loads((tmp_path / "config.json").read_text())["recipe"]["mixup"] == 0.4
     assert metrics["final_test_acc"] > 0.5  # colour-coded classes: chance is 0.1
     ramped = Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1, mixup_ramp=0.5)
+    aug = Augmentation.from_recipe(ramped, 100, seed=0)  # what fit builds: the ramp and its length
+    assert aug.epochs == 4 and aug.draw(3, torch.Generator(), torch.device("cpu")).lams.min() < 1
     metrics = fit("tinynet", ramped, tmp_path / "ramp", *tiny_data, device="cpu", progress=False,
                   log=lambda *_: None)
     assert metrics["final_test_acc"] > 0.5

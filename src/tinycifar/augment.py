@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tinycifar.inference import prepare
+from tinycifar.recipe import Recipe
 
 SSR_P = 0.5  # share of images shift-scale-rotate warps (Albumentations' default)
 
@@ -37,14 +38,14 @@ def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor | None, flips: tor
     With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set). ``shifts``
     None (or ``pad`` 0) moves nothing.
 
-    One gather for the whole batch, of any dtype: the batch's selection, the reflection and
+    One gather for the whole batch, of any dtype, where pixels move: the batch's selection, the reflection and
     the mirror are all folded into the gather's indices, so on the training path the uint8
     images are moved once, before they are converted (measured side by side against
     selecting, converting, padding, cropping and flipping in turn: ``benchmarks/loop_speed.py``).
     When it moves pixels, the result comes out channels-last in memory, the layout the
     model runs in anyway.
     """
-    if shifts is None or pad <= 0:  # nothing moves: selecting and mirroring beat the gather 2.5×
+    if shifts is None or pad <= 0:  # nothing moves: copying whole rows beats indexing each pixel
         x = x if order is None else x[order]
         return x if flips is None else flip(x, flips)
     _, _, h, w = x.shape
@@ -175,7 +176,9 @@ class Augmentation:
 
     def __init__(self, n_images: int, seed: int, flip: bool = True, alternating: bool = False,
                  translate: int = 0, ssr: bool = False, cutout: int = 0, mixup: float = 0.0,
-                 cutmix: float = 0.0, mixup_ramp: float = 0.0, epochs: int = 1) -> None:
+                 cutmix: float = 0.0, mixup_ramp: float = 0.0, epochs: int | None = None) -> None:
+        if mixup_ramp and not epochs:
+            raise ValueError("mixup_ramp widens over the run: give the run's epochs")
         self.n, self.flip, self.alternating = n_images, flip, flip and alternating
         self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
         self.mixup, self.cutmix, self.mixup_ramp, self.epochs = mixup, cutmix, mixup_ramp, epochs
@@ -183,7 +186,7 @@ class Augmentation:
                       if self.alternating else None)
 
     @classmethod
-    def from_recipe(cls, recipe, n_images: int, seed: int) -> "Augmentation":
+    def from_recipe(cls, recipe: Recipe, n_images: int, seed: int) -> "Augmentation":
         return cls(n_images, seed, flip=recipe.flip, alternating=recipe.alt_flip, translate=recipe.translate,
                    ssr=recipe.ssr, cutout=recipe.cutout, mixup=recipe.mixup, cutmix=recipe.cutmix,
                    mixup_ramp=recipe.mixup_ramp, epochs=recipe.epochs)
@@ -211,6 +214,8 @@ class Augmentation:
                    epoch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         mixup = bool(self.mixup or self.mixup_ramp)
         # With both on, each image takes one of the two at even odds (timm's switch).
+        # Drawn even for mixup alone (all false), so the stream after it, and a resume of a
+        # run begun before mixup_ramp existed, stays the same.
         cut = torch.rand(n, generator=g) < (0.5 if mixup and self.cutmix else float(self.cutmix > 0))
         # torch has no seeded Beta sampler; NumPy's, seeded from the epoch's generator, keeps
         # the draws repeatable on a resume.

@@ -46,8 +46,8 @@ class Recipe:
     cutmix: float = field(default=0.0, metadata={
         "help": "CutMix: paste a box of another image, area ~ Beta(a, a); 0 = off (with mixup: half each)"})
     mixup_ramp: float = field(default=0.0, metadata={
-        "help": "mixup whose partner share ~ U(0, min(epoch/epochs, this)): none at first, then more "
-                "(xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"})
+        "help": "mixup whose partner share ~ U(0, min(e/epochs, this)) in epoch e counted from 0: none in "
+                "the first epoch, then more (xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"})
     eval_every: int = field(default=1, metadata={
         "help": "evaluate every N epochs, and always after the last"})
 

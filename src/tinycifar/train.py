@@ -45,7 +45,7 @@ from tinycifar.models import DEFAULT_MODEL, create_model, model_recipe
 from tinycifar.paths import writable_dir
 from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
-from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe
+from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict
 
 Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
 SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
@@ -145,10 +145,10 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 def _with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config, its recipe completed with fields added since the run began: each new
     field's default is the behaviour before it existed, so such a run still resumes."""
-    recipe = config.get("recipe")
-    if not isinstance(recipe, dict):
+    try:
+        return {**config, "recipe": dataclasses.asdict(recipe_from_dict(config["recipe"]))}
+    except (KeyError, TypeError, TinyCifarError):  # not a recipe this version knows: it differs
         return config
-    return {**config, "recipe": {**dataclasses.asdict(Recipe()), **recipe}}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
