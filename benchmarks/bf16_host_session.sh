@@ -9,20 +9,25 @@
 # and cache with its neighbours: their times compare within a job, and loosely across jobs).
 #   cores 0-5    time_to_accuracy.py, one process per seed (cores 2s, 2s+1): the shipped
 #                recipe timed for 2 epochs beside the fast recipe in bf16 for that seed, on
-#                the test set (the ratio of #7); then, on the same cores, precision_speed.py
+#                the test set (the ratio of #7); then, on seed 0's cores, precision_speed.py
 #                (fp32 and bf16 training img/s of every zoo model and of #8's candidates,
-#                whose hour on a bf16 CPU it decides) after seed 0, and the
-#                bf16 arm of the parity table (fast recipe, validation split) for seeds 1, 2.
-#   cores 6-11   the fp32 arm of the parity table, seeds 0-2.
-#   cores 12-13  the bf16 arm's seed 0.
-#   core 15      the GPU: s05, sepnet-hires 160 epochs without mixing on the validation
-#                split (the run benchmarks/README.md's rule asks for if s04 falls short).
+#                whose hour on a bf16 CPU it decides).
+#   cores 6-11   with PARITY=1, the parity table's runs (fast recipe, validation split, fp32
+#                then bf16 for each of seeds 0-2), as measured on 2026-11-26 (then with other
+#                cores); off by default since.
+#   cores 8-15   (12-15 with PARITY=1) the GPU, one process a core: every run of $GPU_LIST's files ("NAME ARGS..."
+#                lines of benchmarks/train_variant.py, validation split; default issue #8's
+#                screens and their stretches) whose result is not yet in
+#                benchmarks/results/validation/. A run whose folder holds a checkpoint is
+#                resumed, so a second call on the still-warm machine carries on where the
+#                deadline stopped the first (same OUT).
 # If the CPU has no native bf16 the CPU jobs are skipped (they would measure emulation).
 # On the H100's host Xeon (2026-11-26) everything but three parity runs ended within 540 s:
 # a 2-thread fp32 parity run took ~520 s beside the rest, and the bf16 ones queued behind
 # time_to_accuracy did not start in time. Those three were rerun at once with 4 or 8
 # threads (speed is no part of the parity table); give the parity runs more cores if the
-# table is ever measured again.
+# table is ever measured again. (That session's GPU run, s05, is a line of no list: its
+# command is in benchmarks/README.md.)
 # Everything stops by $DEADLINE seconds after the start; runs land in $OUT/runs/NAME and
 # $OUT/runs.tgz packs them without checkpoints. SMOKE=1 shrinks every job (and maps the
 # cores onto however many this machine has), to check the script on a small CPU.
@@ -37,8 +42,10 @@ export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+
 PY=${PYTHON:-python3}
 NCPU=$(nproc)
 SMOKE=${SMOKE:-0}
-TTA=() TRAIN=() GPU=(--device cuda --epochs 160)
-MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,mixernet
+PARITY=${PARITY:-0}
+GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt}
+TTA=() TRAIN=() GPU=(--device cuda)
+MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,sepnet_g31,mixernet
 HAS_BF16=$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo 1 || echo 0)
 HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
 if [ "$SMOKE" = 1 ]; then  # every job, whatever the machine has, on 500 images
@@ -67,27 +74,42 @@ if [ "$HAS_BF16" = 1 ]; then
     (
       pin "$c" "$R/tta-s$s.log" $PY benchmarks/time_to_accuracy.py --data-dir "$DATA" --device cpu \
         --precision bf16 --seeds "$s" --out "$R/tta-s$s" "${TTA[@]}"
-      case $s in
-        0) pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 --steps 5 --candidates \
-             --models "$MODELS" ;;
-        *) train "$c" "parity-bf16-s$s" --model fastnet --recipe fast --precision bf16 --seed "$s" ;;
-      esac
+      [ "$s" = 0 ] && pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 \
+        --steps 5 --candidates --models "$MODELS"
     ) &
-    train $((6 + 2 * s)),$((7 + 2 * s)) "parity-fp32-s$s" --model fastnet --recipe fast --precision fp32 --seed "$s" &
+    if [ "$PARITY" = 1 ]; then
+      ( for p in fp32 bf16; do
+          train $((6 + 2 * s)),$((7 + 2 * s)) "parity-$p-s$s" --model fastnet --recipe fast --precision "$p" --seed "$s"
+        done ) &
+    fi
   done
-  train 12,13 parity-bf16-s0 --model fastnet --recipe fast --precision bf16 --seed 0 &
 else
   echo "no avx512_bf16/amx_bf16 on this CPU: the bf16 CPU jobs are skipped" | tee "$OUT/skipped.txt"
 fi
 if [ "$HAS_GPU" = 1 ]; then
-  pin 15 "$R/s05-sepnet-hires-160.log" $PY benchmarks/train_variant.py train --no-progress --data-dir "$DATA" \
-    --model sepnet --model-args '{"pools": [false, true]}' --recipe fast --warmup-epochs 2.8 \
-    --val-split 5000 --out "$R/s05-sepnet-hires-160" "${GPU[@]}" &
+  core=$([ "$PARITY" = 1 ] && echo 12 || echo 8)
+  for list in $GPU_LIST; do
+    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+      mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$line")
+      [ ${#words[@]} -eq 0 ] && continue
+      [ "$SMOKE" = 1 ] && [ $((n++)) -gt 0 ] && continue  # one line of each list
+      name=${words[0]}
+      if [ -e "benchmarks/results/validation/$name.json" ]; then
+        echo "$name: already recorded, not rerun" >> "$OUT/gpu-skipped.txt"; continue
+      fi
+      resume=(); [ -e "$R/$name/last.pt" ] && resume=(--resume)
+      c=$core; core=$((core + 1))
+      pin "$c" "$R/$name.log" $PY benchmarks/train_variant.py --threads 1 train --no-progress \
+        --data-dir "$DATA" --val-split 5000 --out "$R/$name" "${words[@]:1}" "${GPU[@]}" "${resume[@]}" &
+    done < "$list"
+  done
 fi
 wait
 tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" runs env.txt
 echo "bf16 host session done after $SECONDS s"
 for f in "$R"/tta-s*.log "$R"/precision_speed.log; do echo "== $f"; tail -4 "$f"; done
-for d in "$R"/parity-*/ "$R"/s05-*/; do
+for d in "$R"/*/; do
+  case $d in */tta-*) continue ;; esac
   echo "== $d: $(tr -d '\n ' < "$d/metrics.json" 2>/dev/null || echo 'no metrics (did not finish)')"
 done
