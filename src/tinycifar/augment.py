@@ -38,12 +38,12 @@ def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor | None, flips: tor
     With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set). ``shifts``
     None (or ``pad`` 0) moves nothing.
 
-    One gather for the whole batch, of any dtype, where pixels move: the batch's selection, the reflection and
-    the mirror are all folded into the gather's indices, so on the training path the uint8
-    images are moved once, before they are converted (measured side by side against
-    selecting, converting, padding, cropping and flipping in turn: ``benchmarks/loop_speed.py``).
-    When it moves pixels, the result comes out channels-last in memory, the layout the
-    model runs in anyway.
+    Where pixels move, one gather for the whole batch, of any dtype: the batch's selection,
+    the reflection and the mirror are all folded into the gather's indices, so on the
+    training path the uint8 images are moved once, before they are converted (measured side
+    by side against selecting, converting, padding, cropping and flipping in turn:
+    ``benchmarks/loop_speed.py``). The result then comes out channels-last in memory, the
+    layout the model runs in anyway.
     """
     if shifts is None or pad <= 0:  # nothing moves: copying whole rows beats indexing each pixel
         x = x if order is None else x[order]

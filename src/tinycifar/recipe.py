@@ -92,7 +92,8 @@ class Recipe:
         problems += [f"{name} must be a Beta parameter >= 0, 0 for off (got {getattr(self, name)})"
                      for name in ("mixup", "cutmix") if getattr(self, name) < 0]
         if not 0 <= self.mixup_ramp <= 0.5:
-            problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share (got {self.mixup_ramp})")
+            problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share "
+                            f"(got {self.mixup_ramp})")
         if self.mixup and self.mixup_ramp:
             problems.append("mixup and mixup_ramp are two ways to draw mixup's share: set one of them to 0")
         if problems:
