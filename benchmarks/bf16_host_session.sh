@@ -11,7 +11,8 @@
 #                recipe timed for 2 epochs beside the fast recipe in bf16 for that seed, on
 #                the test set (the ratio of #7); then, on seed 0's cores, precision_speed.py
 #                (fp32 and bf16 training img/s of every zoo model and of #8's candidates,
-#                whose hour on a bf16 CPU it decides).
+#                whose hour on a bf16 CPU it decides); on seed 1's cores, the epochs that
+#                `train --time 1h --plan` gives each of $PLAN_MODELS there (the hour itself).
 #   cores 6-11   with PARITY=1, the parity table's runs (fast recipe, validation split, fp32
 #                then bf16 for each of seeds 0-2), as measured on 2026-11-26 (then with other
 #                cores); off by default since.
@@ -46,10 +47,12 @@ PARITY=${PARITY:-0}
 GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt}
 TTA=() TRAIN=() GPU=(--device cuda)
 MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,sepnet_g31,mixernet
+PLAN_MODELS=${PLAN_MODELS:-sepnet_hires sepnet_g31 mixernet} PLAN_TIME=1h
 HAS_BF16=$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo 1 || echo 0)
 HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
 if [ "$SMOKE" = 1 ]; then  # every job, whatever the machine has, on 500 images
   TTA=(--limit 300) TRAIN=(--epochs 1 --warmup-epochs 0.5 --val-split 49500) MODELS=fastnet
+  PLAN_MODELS=fastnet PLAN_TIME=5m
   GPU=(--device "$([ "$HAS_GPU" = 1 ] && echo cuda || echo cpu)" --epochs 1 --warmup-epochs 0.5 --val-split 49500)
   HAS_BF16=1 HAS_GPU=1
 fi
@@ -76,6 +79,12 @@ if [ "$HAS_BF16" = 1 ]; then
         --precision bf16 --seeds "$s" --out "$R/tta-s$s" "${TTA[@]}"
       [ "$s" = 0 ] && pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 \
         --steps 5 --candidates --models "$MODELS"
+      if [ "$s" = 1 ]; then  # issue #8's hour: the epochs `--time 1h` buys each candidate here
+        for m in $PLAN_MODELS; do
+          pin "$c" "$R/plan-$PLAN_TIME-$m.log" $PY benchmarks/train_variant.py train --data-dir "$DATA" \
+            --device cpu --model "$m" --recipe fast --time "$PLAN_TIME" --plan
+        done
+      fi
     ) &
     if [ "$PARITY" = 1 ]; then
       ( for p in fp32 bf16; do
@@ -108,7 +117,7 @@ fi
 wait
 tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" runs env.txt
 echo "bf16 host session done after $SECONDS s"
-for f in "$R"/tta-s*.log "$R"/precision_speed.log; do echo "== $f"; tail -4 "$f"; done
+for f in "$R"/tta-s*.log "$R"/precision_speed.log "$R"/plan-*.log; do echo "== $f"; tail -4 "$f"; done
 for d in "$R"/*/; do
   case $d in */tta-*) continue ;; esac
   echo "== $d: $(tr -d '\n ' < "$d/metrics.json" 2>/dev/null || echo 'no metrics (did not finish)')"

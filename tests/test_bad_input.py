@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 from tinycifar import cli, data
 from tinycifar.checkpoint import LAST, PREVIOUS, load_checkpoint, save_checkpoint, save_weights
 from tinycifar.data import ARCHIVE_NAME, BATCHES_DIR
+from tinycifar.distill import save_soft_labels
 from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model
 from tinycifar.recipe import Recipe, recipe_from_dict
@@ -154,6 +155,18 @@ def tinynet_weights(env) -> Path:
     if not path.exists():
         save_weights(create_model("tinynet"), path, {"model": "tinynet"})
     return path
+
+
+def teacher_file(env, probs: torch.Tensor | None = None, size: int | None = None) -> str:
+    """A soft-labels file for the fake training set (N images a batch, 5 batches), or one
+    spoilt: other ``probs``, or a file of ``size`` bytes (sparse: made in an instant)."""
+    path = env.tmp / "teacher.safetensors"
+    if size is not None:
+        with open(path, "wb") as f:
+            f.truncate(size)
+    else:
+        save_soft_labels(torch.full((5 * N, 10), 0.1) if probs is None else probs, path, {})
+    return str(path)
 
 
 def seed_weights(env, metadata: dict[str, str]) -> Path:
@@ -364,6 +377,41 @@ CASES = [
     Case("train-mixup-ramp-past-half", lambda e: train(e, "--mixup-ramp", "0.8"), 2,
          r"bad recipe: mixup_ramp must be in \[0, 0\.5\], the partner's largest share \(got 0\.8\)",
          before_data=True),
+    Case("train-plan-without-time", lambda e: train(e, "--plan"), 2,
+         r"--plan shows the epochs a new run's --time budget buys: give --time \(e\.g\. --time 1h\), "
+         r"without --resume", before_data=True),
+    Case("train-plan-resume", lambda e: train(e, "--plan", "--time", "1h", "--resume"), 2,
+         r"--plan shows the epochs .* without --resume", before_data=True),
+    Case("train-distill-without-teacher", lambda e: train(e, "--distill", "0.5"), 2,
+         r"the recipe's distill is 0\.5, but no teacher was given: pass --teacher FILE", before_data=True),
+    Case("train-teacher-without-distill", lambda e: train(e, "--teacher", teacher_file(e)), 2,
+         r"--teacher needs a share for it: give --distill between 0 and 1", before_data=True),
+    Case("train-distill-past-one", lambda e: train(e, "--teacher", teacher_file(e), "--distill", "1.5"), 2,
+         r"bad recipe: distill must be in \[0, 1\], the teacher's share of each target \(got 1\.5\)",
+         before_data=True),
+    Case("train-teacher-missing", lambda e: train(e, "--teacher", str(e.tmp / "nope.safetensors"),
+                                                  "--distill", "0.5"), 2,
+         r"teacher file \S+nope\.safetensors does not exist: write one with `tinycifar soft-labels`",
+         before_data=True),
+    Case("train-teacher-other-data", lambda e: train(e, "--teacher", teacher_file(e, torch.full((7, 10), 0.1)),
+                                                     "--distill", "0.5"), 2,
+         r"has labels of shape \(7, 10\), not \(100, 10\) for this training set", before_data=True),
+    Case("train-teacher-not-probabilities", lambda e: train(
+        e, "--teacher", teacher_file(e, torch.full((5 * N, 10), -0.1)), "--distill", "0.5"), 2,
+         r"holds rows that are not probabilities", before_data=True),
+    Case("train-teacher-huge", lambda e: train(e, "--teacher", teacher_file(e, size=(64 << 20) + 1),
+                                               "--distill", "0.5"), 2,
+         r"is 67,108,865 bytes, more than a soft-labels file can be", before_data=True),
+    Case("train-teacher-garbage", lambda e: train(e, "--teacher", teacher_file(e, size=100), "--distill", "0.5"), 2,
+         r"is not a readable safetensors soft-labels file", before_data=True),
+    Case("soft-labels-weights-missing", lambda e: ["soft-labels", "--weights", str(e.tmp / "nope.safetensors"),
+                                                   "--out", str(e.tmp / "t.safetensors"), "--data-dir",
+                                                   str(e.no_data)], 2,
+         r"nope\.safetensors", before_data=True),
+    Case("soft-labels-temperature-zero", lambda e: ["soft-labels", "--weights", str(tinynet_weights(e)),
+                                                    "--out", str(e.tmp / "t.safetensors"), "--temperature", "0",
+                                                    "--data-dir", str(e.no_data)], 2,
+         r"--temperature must be positive \(got 0\.0\)", before_data=True),
     Case("train-eval-every-zero", lambda e: train(e, "--eval-every", "0"), 2,
          r"bad recipe: eval_every must be at least 1 \(got 0\)", before_data=True),
     Case("train-precision-unknown", lambda e: train(e, "--precision", "fp8"), 2,

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from conftest import synthetic_cifar
 from tinycifar import cli
 from tinycifar.averaging import Lookahead
 from tinycifar.budget import evaluations, parse_duration
@@ -206,6 +207,25 @@ def test_a_resumed_budgeted_run_keeps_its_schedule(tmp_path, tiny_data, monkeypa
 def test_time_budget_too_short_says_how_long_to_ask_for(tmp_path, tiny_data):
     with pytest.raises(TinyCifarError, match=r"too short.*give at least --time \d+s"):
         fit("tinynet", Recipe(batch_size=32), tmp_path, *tiny_data, time_budget=0.5, **QUIET)
+
+
+def test_plan_prints_the_epochs_a_budget_buys_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    import tinycifar.data
+
+    fake = {"train": synthetic_cifar(320, seed=0), "test": synthetic_cifar(100, seed=1)}
+    monkeypatch.setattr(tinycifar.data, "load_cifar10", lambda split, data_dir=None: fake[split])
+    out = tmp_path / "run"
+    args = ["train", "--model", "tinynet", "--batch-size", "32", "--out", str(out), "--plan"]
+    assert cli.main([*args, "--time", "2m"]) == 0
+    long = capsys.readouterr().out
+    assert cli.main([*args, "--time", "10s"]) == 0
+    short = capsys.readouterr().out
+    epochs = [int(re.search(r"^plan: (\d+) epochs$", text, re.M).group(1)) for text in (long, short)]
+    # 320 images make an epoch of well under a second here: twelve times the budget buys
+    # many times the epochs (not exactly twelve: the timing is repeated, and noisy).
+    assert epochs[1] >= 1 and epochs[0] > 4 * epochs[1], (long, short)
+    assert "time budget 120 s" in long and "threads" in long  # names the budget and the machine
+    assert not out.exists()  # nothing trained, nothing written
 
 
 def test_bad_time_option_is_one_line_exit_2(capsys):

@@ -107,7 +107,7 @@ def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Te
         centres: torch.Tensor | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup and CutMix in one: each image is blended with its partner, the image at the
     mirrored position of the batch (timm's pairing: no second gather), and its target becomes
-    the same blend of the two one-hot labels.
+    the same blend of the two targets: one-hot ``labels`` (B,), or probabilities (B, classes).
 
     ``lams`` (B,) is each image's own share. Rows where ``cut`` (B,) is true paste a box of
     the partner instead (CutMix), centred at ``centres`` (B, 2, fractions), of area
@@ -121,8 +121,8 @@ def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Te
         keep = torch.where(cut[:, None, None, None], (~box).to(x.dtype)[:, None], keep)
     mixed = x * keep + x.flip(0) * (1 - keep)
     share = keep.mean((1, 2, 3))[:, None]
-    onehot = F.one_hot(labels, num_classes).to(x.dtype)
-    return mixed, share * onehot + (1 - share) * onehot.flip(0)
+    probs = F.one_hot(labels, num_classes).to(x.dtype) if labels.dim() == 1 else labels.to(x.dtype)
+    return mixed, share * probs + (1 - share) * probs.flip(0)
 
 
 def _box(lams: torch.Tensor, centres: torch.Tensor, h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -230,16 +230,18 @@ class Augmentation:
             return lams, None, None  # mixup alone: no boxes to draw or paint
         return lams, cut, torch.rand(n, 2, generator=g)
 
-    def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws,
-              dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws, dev: torch.device,
+              targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The training batch at rows ``d`` of the uint8 set: augmented inputs, the targets
-        the loss sees (class indices, or class probabilities where images are mixed) and the
-        true labels (for the accuracy count)."""
+        the loss sees (class indices, or class probabilities where images are mixed or
+        ``targets`` (N, classes) are given: a teacher's) and the true labels (for the
+        accuracy count)."""
         x = self._paint(prepare(self._move(images, d, d.order), dev), d)
         y = labels[d.order]
+        target = y if targets is None else targets[d.order]
         if d.lams is None:
-            return x, y, y
-        x, target = mix(x, y, d.lams, d.cut, d.boxes)
+            return x, target, y
+        x, target = mix(x, target, d.lams, d.cut, d.boxes)
         return x.contiguous(memory_format=torch.channels_last), target, y
 
     def __call__(self, x: torch.Tensor, d: Draws) -> torch.Tensor:

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("tinycifar.summary", "print a model's layer table, parameters, MACs, receptive field"),
     "analyze": ("tinycifar.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
     "train": ("tinycifar.train", "train a model"),
+    "soft-labels": ("tinycifar.distill", "store trained models' class probabilities for every training "
+                    "image: a teacher for train --teacher"),
     "repeat": ("tinycifar.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
     "sweep": ("tinycifar.sweep", "search recipe fields on Optuna, scored on the validation split"),
     "evaluate": ("tinycifar.evaluate", "evaluate weights on the official test set"),

@@ -48,6 +48,8 @@ class Recipe:
     mixup_ramp: float = field(default=0.0, metadata={
         "help": "mixup whose partner share ~ U(0, min(e/epochs, this)) in epoch e counted from 0: none in "
                 "the first epoch, then more (xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"})
+    distill: float = field(default=0.0, metadata={
+        "help": "share of a teacher's probabilities in each image's target (train --teacher FILE); 0 = off"})
     eval_every: int = field(default=1, metadata={
         "help": "evaluate every N epochs, and always after the last"})
 
@@ -94,6 +96,8 @@ class Recipe:
         if not 0 <= self.mixup_ramp <= 0.5:
             problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share "
                             f"(got {self.mixup_ramp})")
+        if not 0 <= self.distill <= 1:
+            problems.append(f"distill must be in [0, 1], the teacher's share of each target (got {self.distill})")
         if self.mixup and self.mixup_ramp:
             problems.append("mixup and mixup_ramp are two ways to draw mixup's share: set one of them to 0")
         if problems:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -37,6 +37,7 @@ from tinycifar.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from tinycifar.distill import blend, check_teacher, fingerprint
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
@@ -47,19 +48,30 @@ from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_
 from tinycifar.precision import describe as describe_precision
 from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict
 
+if TYPE_CHECKING:
+    from tinycifar.budget import Plan
+
 Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
 SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
+
+
+def split_indices(n: int, val_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The rows of an ``n``-image training set kept for training and held out for tuning
+    (``val_size`` of them, the same for every seed); both None when nothing is held out."""
+    if val_size == 0:
+        return None, None
+    if not 0 < val_size < n:
+        raise TinyCifarError(f"--val-split must be between 0 and {n - 1} (got {val_size})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return perm[:-val_size].sort().values, perm[-val_size:].sort().values
 
 
 def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
     """Hold out ``val_size`` training images (same ones for every seed) for tuning."""
     images, labels = train
-    if val_size == 0:
+    keep, held = split_indices(len(images), val_size)
+    if keep is None:
         return train, None
-    if not 0 < val_size < len(images):
-        raise TinyCifarError(f"--val-split must be between 0 and {len(images) - 1} (got {val_size})")
-    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    keep, held = perm[:-val_size].sort().values, perm[-val_size:].sort().values
     return (images[keep], labels[keep]), (images[held], labels[held])
 
 
@@ -98,10 +110,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, a
                 augmentation: Augmentation, draws: Draws, data: Data, recipe: Recipe, precision: str,
                 dev: torch.device, steps: Iterable[int], first_step: int = 0,
                 shard: distributed.Single = distributed.Single(),
-                net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+                net: nn.Module | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``), each
     process training its ``shard`` of every batch through ``net`` (``model`` wrapped for
-    data parallelism; ``model`` itself in one process).
+    data parallelism; ``model`` itself in one process). ``targets`` (N, classes), when
+    given, are what each image is trained towards instead of its label (distillation).
 
     Returns this process's summed loss and correct count, still on the device, and the last
     learning rate. No step waits on the host (a GPU test holds it to that): the caller reads
@@ -114,7 +128,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, a
     lr = optimizer.param_groups[0]["lr"]
     for step in steps:
         lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
-        x, target, y = augmentation.batch(images, labels, draws[shard.rows(step, batch_size)], dev)
+        x, target, y = augmentation.batch(images, labels, draws[shard.rows(step, batch_size)], dev, targets)
         loss, logits = train_step(net or model, optimizer, x, target, recipe.label_smoothing, precision, dev)
         scheduler.step()
         averager.update(model, first_step + step)
@@ -164,19 +178,23 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
         progress: bool = True, log=print, precision: str = "auto",
         time_budget: float | None = None, compile: bool = False, model_args: dict[str, Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        teacher: torch.Tensor | None = None) -> dict[str, Any]:
     """Train ``model_name`` on ``train``; evaluate on ``eval_data`` every ``eval_every`` epochs.
 
     With ``time_budget`` (seconds) the number of epochs is chosen so that the whole
     schedule ends within it (see :mod:`tinycifar.budget`). ``compile`` runs the model through
     ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). ``model_args``
     go to the model's constructor (widths, say); ``on_epoch`` sees each epoch's log row
-    once it is saved (a sweep reports it to its pruner, and may stop the run). Writes config, environment,
+    once it is saved (a sweep reports it to its pruner, and may stop the run). ``teacher`` holds
+    a teacher's class probabilities for the rows of ``train`` (:mod:`tinycifar.distill`),
+    blended into the targets by ``recipe.distill``. Writes config, environment,
     per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
     final metrics. Under ``torchrun`` each process trains its share of every batch
     (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and logs.
     """
     started = time.perf_counter()
+    check_teacher(recipe.distill, teacher is not None)
     shard, dev = distributed.from_env(resolve_device(device), min(recipe.batch_size, len(train[0])))
     if time_budget is not None and shard.world > 1:
         raise TinyCifarError("--time is not available under torchrun: give --epochs")
@@ -199,7 +217,8 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
               "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
               "precision": precision, "time_budget_s": time_budget,
               **({"processes": shard.world} if shard.world > 1 else {}),
-              **({"model_args": model_args} if model_args else {})}
+              **({"model_args": model_args} if model_args else {}),
+              **({"teacher": fingerprint(teacher)} if teacher is not None else {})}
 
     torch.manual_seed(seed)
     model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
@@ -243,6 +262,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     for row in history:
         log(_format_row(row, eval_name))
     device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
+    targets = blend(teacher, labels, recipe.distill).to(dev) if teacher is not None else None
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
@@ -253,7 +273,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
                                             augmentation.draw(epoch, g, dev), device_data, recipe,
                                             precision, dev, bar, first_step=epoch * steps_per_epoch,
-                                            shard=shard, net=net)
+                                            shard=shard, net=net, targets=targets)
         loss_sum, correct = shard.total(loss_sum).item(), shard.total(correct).item()  # all ranks' shares
         seen = steps_per_epoch * batch_size
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -296,18 +316,24 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     return metrics
 
 
+def plan_for_budget(model_name: str, recipe: Recipe, train: Data, eval_data: Data, dev: torch.device,
+                    precision: str, seconds: float, model_args: dict[str, Any] | None = None) -> Plan:
+    """How many epochs of ``recipe`` fit ``seconds`` here, timed on a throw-away model."""
+    from tinycifar.budget import epochs_within
+
+    model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
+    return epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
+                         precision)
+
+
 def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
                        dev: torch.device, precision: str, seconds: float, resume: bool, log,
                        model_args: dict[str, Any]) -> Recipe:
     """The recipe with as many epochs as fit ``seconds``; a resumed run keeps its own."""
-    from tinycifar.budget import epochs_within
-
     if resume:
         saved = load_checkpoint(out)["config"]["recipe"]
         return dataclasses.replace(recipe, epochs=saved["epochs"], warmup_epochs=saved["warmup_epochs"])
-    model = create_model(model_name, **model_args).to(dev).to(memory_format=torch.channels_last)
-    plan = epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
-                         precision)
+    plan = plan_for_budget(model_name, recipe, train, eval_data, dev, precision, seconds, model_args)
     log(plan.describe())
     # Warm-up keeps its share of the schedule, and is never longer than the run.
     warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
@@ -384,6 +410,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_precision_flag(p)
     p.add_argument("--time", default=None, metavar="DURATION",
                    help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
+    p.add_argument("--teacher", type=Path, default=None, metavar="FILE",
+                   help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); "
+                        "give its share with --distill")
+    p.add_argument("--plan", action="store_true",
+                   help="with --time: print how many epochs fit the budget on this machine, and exit "
+                        "without training")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (on a GPU: faster epochs after a slow first one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -412,32 +444,59 @@ def build_model(model: str, model_args: dict[str, Any]) -> nn.Module:
         raise TinyCifarError(f"model {model} does not take the arguments {json.dumps(model_args)} ({e})") from None
 
 
+def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
+    """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
+    from tinycifar.data import load_cifar10
+
+    train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
+    eval_data = val if val is not None else load_cifar10("test", args.data_dir)
+    dev = resolve_device(args.device)
+    precision = resolve_precision(args.precision, dev)
+    torch.backends.cudnn.benchmark = True  # as fit() sets it, so the steps are timed alike
+    plan = plan_for_budget(args.model, recipe, train, eval_data, dev, precision, budget, model_args)
+    print(f"{args.model}, batch {recipe.batch_size}, {len(train[0]):,} training images, precision "
+          f"{describe_precision(precision, dev)} on {_device_name(dev)}: "
+          f"{plan.describe()}")
+    print(f"plan: {plan.epochs} epochs")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from tinycifar.budget import parse_duration
     from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
+    from tinycifar.distill import load_soft_labels
     from tinycifar.summary import format_summary, summarize
 
     recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
     # Every option is checked before the data is loaded (or downloaded): fail fast.
     budget = parse_duration(args.time) if args.time is not None else None
+    check_teacher(recipe.distill, args.teacher is not None)
+    if args.plan and (budget is None or args.resume):
+        raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
+                             "(e.g. --time 1h), without --resume")
     n_train = len(SPLIT_FILES["train"]) * _BATCH_SIZE
     if not 0 <= args.val_split < n_train:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
+    teacher = None
+    if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
+        teacher, keep = load_soft_labels(args.teacher, n_train)[0], split_indices(n_train, args.val_split)[0]
+        teacher = teacher if keep is None else teacher[keep]
     model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
     say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
+    if args.plan:
+        return _print_plan(args, recipe, budget, model_args)
     if args.resume:
         check_resumable(out)
     check_writable(out)
-    train = load_cifar10("train", args.data_dir)
-    train, val = split_validation(train, args.val_split)
+    train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
     eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
                   device=args.device, resume=args.resume, progress=not args.no_progress,
                   precision=args.precision, time_budget=budget, compile=args.compile,
-                  model_args=model_args or None)
+                  model_args=model_args or None, teacher=teacher)
     say(json.dumps(metrics, indent=2))
     say(f"run folder: {out}")
     return 0

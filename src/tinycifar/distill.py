@@ -1,0 +1,153 @@
+"""Knowledge distillation from stored soft labels: ``tinycifar soft-labels``.
+
+``tinycifar soft-labels --weights A --weights B --out teacher.safetensors`` runs trained
+models once over the 50,000 training images and stores each image's class probabilities,
+averaged over the models (an ensemble is the usual teacher); ``tinycifar train --teacher
+teacher.safetensors --distill 0.7`` then trains on targets that blend them with the true
+labels. The teacher's cost is paid once and reused by every student run and seed.
+
+Stored rather than run at every step: a teacher of the student's size, or an ensemble of
+them, would double or multiply each step's cost, while the augmentations here (a flip, a
+shift of a few pixels, mixing, which blends the stored targets as it blends the labels)
+change little of what an image shows. ReLabel (Yun et al., 2021) stores a teacher's labels
+for the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tinycifar.checkpoint import atomic_write
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import predict_logits
+
+KEY = "probs"
+MAX_FILE_BYTES = 64 << 20  # a file for 50,000 images is 1 MB; refuse anything that could exhaust memory
+SUM_TOLERANCE = 1e-2  # float16 rounding of ten probabilities
+
+
+def ensemble_probs(models: list[torch.nn.Module], images: torch.Tensor, dev: torch.device,
+                   precision: str = "fp32", temperature: float = 1.0) -> torch.Tensor:
+    """The mean over ``models`` of softmax(logits / ``temperature``): (N, classes), fp32."""
+    total = None
+    for model in models:
+        p = (predict_logits(model, images, dev, precision=precision) / temperature).softmax(1)
+        total = p if total is None else total + p
+    return total / len(models)
+
+
+def save_soft_labels(probs: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
+    """``probs`` as float16 safetensors (1 MB for the training set), with what made them."""
+    from safetensors.torch import save_file
+
+    tensors = {KEY: probs.to(torch.float16).contiguous()}
+    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=metadata))
+
+
+def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[torch.Tensor, dict[str, str]]:
+    """The (``n_images``, ``num_classes``) fp32 probabilities in a soft-labels file, and its
+    metadata; one clear error for anything else (it may come from a stranger)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    fix = "write one with `tinycifar soft-labels`"
+    if not path.is_file():
+        raise TinyCifarError(f"teacher file {path} does not exist: {fix}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise TinyCifarError(f"teacher file {path} is {path.stat().st_size:,} bytes, more than a soft-labels "
+                             f"file can be ({MAX_FILE_BYTES:,}): {fix}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys, metadata = list(f.keys()), f.metadata() or {}
+            if keys != [KEY]:
+                raise TinyCifarError(f"teacher file {path} holds {keys}, not one tensor {KEY!r}: {fix}")
+            shape = tuple(f.get_slice(KEY).get_shape())  # checked before the tensor is read
+            if shape != (n_images, num_classes):
+                raise TinyCifarError(f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
+                                     f"{num_classes}) for this training set: {fix} from the same data")
+            probs = f.get_tensor(KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TinyCifarError(f"{path} is not a readable safetensors soft-labels file ({e}): {fix}") from None
+    if not probs.is_floating_point():
+        raise TinyCifarError(f"teacher file {path} holds {probs.dtype}, not probabilities: {fix}")
+    probs = probs.float()
+    sums = probs.sum(1)
+    if not (torch.isfinite(probs).all() and (probs >= 0).all() and ((sums - 1).abs() <= SUM_TOLERANCE).all()):
+        raise TinyCifarError(f"teacher file {path} holds rows that are not probabilities (negative, "
+                             f"not finite, or not summing to 1): {fix}")
+    return probs / sums[:, None], metadata
+
+
+def fingerprint(probs: torch.Tensor) -> str:
+    """A short hash of the probabilities: a run records it, and a resume must match it."""
+    return hashlib.sha256(probs.to(torch.float16).numpy().tobytes()).hexdigest()[:16]
+
+
+def blend(probs: torch.Tensor, labels: torch.Tensor, weight: float) -> torch.Tensor:
+    """Each image's training target: ``weight`` of the teacher's probabilities, the rest its label."""
+    return weight * probs + (1 - weight) * F.one_hot(labels, probs.shape[1]).to(probs.dtype)
+
+
+def check_teacher(distill: float, teacher_given: bool) -> None:
+    """A teacher and a share for it come together."""
+    if distill > 0 and not teacher_given:
+        raise TinyCifarError(f"the recipe's distill is {distill}, but no teacher was given: pass --teacher "
+                             "FILE (written by `tinycifar soft-labels`), or set distill to 0")
+    if teacher_given and distill == 0:
+        raise TinyCifarError("--teacher needs a share for it: give --distill between 0 and 1 (e.g. 0.7)")
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    from tinycifar.precision import add_precision_flag
+
+    p.add_argument("--weights", type=Path, action="append", required=True, metavar="FILE",
+                   help="a trained model's weights (a run's model.safetensors); repeat for an ensemble")
+    p.add_argument("--out", type=Path, required=True, help="the soft-labels file to write")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="soften each model's probabilities: softmax(logits / T) (default 1)")
+    p.add_argument("--val-split", type=int, default=0, metavar="N",
+                   help="also report each model's accuracy on the N held-out images of `train --val-split N` "
+                        "(the file always covers all 50,000 training images)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    add_precision_flag(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinycifar.data import load_cifar10
+    from tinycifar.evaluate import metrics_from_logits
+    from tinycifar.inference import resolve_device
+    from tinycifar.paths import writable_dir
+    from tinycifar.precision import resolve_precision
+    from tinycifar.pretrained import load_model, resolve_model_name
+    from tinycifar.train import split_indices
+
+    if not args.temperature > 0:
+        raise TinyCifarError(f"--temperature must be positive (got {args.temperature})")
+    writable_dir(args.out.parent, "--out", "choose a folder you can write to")
+    dev = resolve_device(args.device)
+    precision = resolve_precision(args.precision, dev)
+    names = [resolve_model_name(None, w) for w in args.weights]
+    models = [load_model(name, w, dev) for name, w in zip(names, args.weights)]
+    images, labels = load_cifar10("train", args.data_dir)
+    held = split_indices(len(images), args.val_split)[1]
+    probs = ensemble_probs(models, images, dev, precision, args.temperature).cpu()
+    if held is not None:  # a ranking of the teachers, on images no run trains on
+        for name, w, model in zip(names, args.weights, models):
+            acc = metrics_from_logits(predict_logits(model, images[held], dev, precision=precision),
+                                      labels[held])["accuracy"]
+            print(f"{w} ({name}): {acc:.2%} on the {len(held):,} held-out images")
+        acc = metrics_from_logits(probs[held].log(), labels[held])["accuracy"]
+        print(f"the ensemble of {len(models)}: {acc:.2%} on the same images")
+    agree = metrics_from_logits(probs.log(), labels)["accuracy"]
+    save_soft_labels(probs, args.out, {
+        "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
+        "temperature": str(args.temperature), "images": f"CIFAR-10 training set, {len(images):,} in file order"})
+    print(f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}")
+    return 0

@@ -1,0 +1,160 @@
+"""Distillation from stored soft labels: the file (written, read back, refused when wrong),
+the targets it makes, mixing them, and a student that learns what its teacher says."""
+
+import json
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import synthetic_cifar, write_batches
+
+from tinycifar import cli, data, distill
+from tinycifar.augment import Augmentation, mix
+from tinycifar.checkpoint import save_weights
+from tinycifar.data import BATCHES_DIR
+from tinycifar.distill import blend, load_soft_labels, save_soft_labels
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import prepare
+from tinycifar.models import create_model
+from tinycifar.recipe import Recipe
+from tinycifar.train import fit
+
+QUIET = {"progress": False, "log": lambda *_: None}
+STUDENT = Recipe(epochs=4, batch_size=32, lr=0.2, warmup_epochs=0.5, label_smoothing=0.0, eval_every=4)
+
+
+def random_probs(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 10, generator=torch.Generator().manual_seed(seed)).softmax(1)
+
+
+def test_blend_weighs_the_teacher_against_the_label():
+    probs, labels = random_probs(6), torch.tensor([0, 1, 2, 3, 4, 5])
+    onehot = F.one_hot(labels, 10).float()
+    assert torch.equal(blend(probs, labels, 0.0), onehot)
+    assert torch.allclose(blend(probs, labels, 1.0), probs)
+    assert torch.allclose(blend(probs, labels, 0.7), 0.7 * probs + 0.3 * onehot)
+
+
+def test_soft_labels_round_trip_through_the_file(tmp_path):
+    probs = random_probs(50)
+    save_soft_labels(probs, tmp_path / "t.safetensors", {"teachers": '["a"]'})
+    loaded, metadata = load_soft_labels(tmp_path / "t.safetensors", 50)
+    assert loaded.dtype == torch.float32 and torch.allclose(loaded, probs, atol=1e-3)
+    assert torch.allclose(loaded.sum(1), torch.ones(50))  # renormalised after float16 rounding
+    assert metadata["teachers"] == '["a"]'
+
+
+def write_tensors(path, tensors):
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path))
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, r"does not exist"),
+    (lambda p: write_tensors(p, {"probs": random_probs(7)}), r"shape \(7, 10\), not \(50, 10\)"),
+    (lambda p: write_tensors(p, {"probs": random_probs(50), "x": torch.zeros(1)}), r"not one tensor 'probs'"),
+    (lambda p: write_tensors(p, {"probs": -random_probs(50)}), r"not probabilities"),
+    (lambda p: write_tensors(p, {"probs": random_probs(50) * 2}), r"not probabilities"),
+    (lambda p: write_tensors(p, {"probs": torch.full((50, 10), float("nan"))}), r"not probabilities"),
+    (lambda p: write_tensors(p, {"probs": torch.ones(50, 10, dtype=torch.uint8)}), r"holds torch.uint8"),
+    (lambda p: (p.write_bytes(b"\x00" * 8 + b"garbage"), p)[1], r"not a readable safetensors"),
+], ids=["missing", "shape", "extra-key", "negative", "sums", "nan", "integers", "garbage"])
+def test_a_bad_soft_labels_file_is_one_clear_error(tmp_path, make, message):
+    path = make(tmp_path / "t.safetensors")
+    with pytest.raises(TinyCifarError, match=message) as e:
+        load_soft_labels(path, 50)
+    assert "\n" not in str(e.value) and "tinycifar soft-labels" in str(e.value)
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = write_tensors(tmp_path / "t.safetensors", {"probs": random_probs(50)})
+    monkeypatch.setattr(distill, "MAX_FILE_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr("safetensors.safe_open", None)  # would fail if it got that far
+    with pytest.raises(TinyCifarError, match="more than a soft-labels file can be"):
+        load_soft_labels(path, 50)
+
+
+def test_mixing_blends_probability_targets_as_it_blends_labels():
+    x = torch.rand(4, 3, 8, 8)
+    labels = torch.tensor([1, 2, 3, 4])
+    lams = torch.tensor([0.9, 0.6, 0.6, 0.9])
+    _, from_labels = mix(x, labels, lams)
+    _, from_onehot = mix(x, F.one_hot(labels, 10).float(), lams)
+    assert torch.allclose(from_labels, from_onehot)
+    probs = random_probs(4)
+    _, mixed = mix(x, probs, lams)
+    assert torch.allclose(mixed, lams[:, None] * probs + (1 - lams[:, None]) * probs.flip(0))
+
+
+def test_a_batch_carries_each_image_s_own_target():
+    images, labels = synthetic_cifar(64)
+    targets = random_probs(64)
+    aug = Augmentation.from_recipe(Recipe(), 64, seed=0)
+    d = aug.draw(0, torch.Generator().manual_seed(0), torch.device("cpu"))[torch.arange(16)]
+    _, target, y = aug.batch(images, labels, d, torch.device("cpu"), targets)
+    assert torch.equal(target, targets[d.order]) and torch.equal(y, labels[d.order])
+
+
+def test_a_student_learns_what_its_teacher_says(tmp_path):
+    """A teacher that names every class by the next one: with distill 1 the student follows
+    it (and gets the true labels wrong); with distill 0.5, where the two disagree, it follows
+    neither more than the other, and without a teacher it learns the labels."""
+    (train, eval_data) = synthetic_cifar(320, seed=0), synthetic_cifar(100, seed=1)
+    shifted = F.one_hot((train[1] + 1) % 10, 10).float()
+    plain = fit("tinynet", STUDENT, tmp_path / "plain", train, eval_data, **QUIET)
+    taught = fit("tinynet", Recipe(**{**STUDENT.__dict__, "distill": 1.0}), tmp_path / "taught", train,
+                 eval_data, teacher=shifted, **QUIET)
+    assert plain["final_test_acc"] > 0.8
+    assert taught["final_test_acc"] < 0.2  # the true labels: it learnt the teacher's instead
+    config = json.loads((tmp_path / "taught" / "config.json").read_text())
+    assert config["recipe"]["distill"] == 1.0 and re.fullmatch(r"[0-9a-f]{16}", config["teacher"])
+
+
+def test_a_resumed_run_must_have_the_same_teacher(tmp_path):
+    train, eval_data = synthetic_cifar(64, seed=0), synthetic_cifar(32, seed=1)
+    recipe = Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=0.5)
+    fit("tinynet", recipe, tmp_path, train, eval_data, teacher=random_probs(64, seed=0), **QUIET)
+    with pytest.raises(TinyCifarError, match="different configuration"):
+        fit("tinynet", recipe, tmp_path, train, eval_data, teacher=random_probs(64, seed=1), resume=True, **QUIET)
+
+
+@pytest.mark.parametrize("distill_share, teacher, message", [
+    (0.5, False, r"distill is 0\.5, but no teacher was given"),
+    (0.0, True, r"--teacher needs a share for it"),
+])
+def test_a_teacher_and_its_share_come_together(tmp_path, distill_share, teacher, message):
+    train, eval_data = synthetic_cifar(64), synthetic_cifar(32)
+    with pytest.raises(TinyCifarError, match=message):
+        fit("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=distill_share), tmp_path,
+            train, eval_data, teacher=random_probs(64) if teacher else None, **QUIET)
+
+
+def test_soft_labels_command_writes_the_ensemble_and_ranks_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_BATCH_SIZE", 20)
+    root = tmp_path / "data"
+    write_batches(root / BATCHES_DIR, 20)
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_weights(create_model("tinynet").eval(), tmp_path / f"w{seed}.safetensors", {"model": "tinynet"})
+        weights += ["--weights", str(tmp_path / f"w{seed}.safetensors")]
+    out = tmp_path / "teacher.safetensors"
+    assert cli.main(["soft-labels", *weights, "--out", str(out), "--data-dir", str(root), "--val-split", "30",
+                     "--device", "cpu", "--precision", "fp32", "--temperature", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert len(re.findall(r"\(tinynet\): \d+\.\d\d% on the 30 held-out images", printed)) == 2
+    assert "the ensemble of 2:" in printed and "wrote" in printed
+    probs, metadata = load_soft_labels(out, 100)
+    assert json.loads(metadata["teachers"]) == ["w0.safetensors (tinynet)", "w1.safetensors (tinynet)"]
+    assert metadata["temperature"] == "2.0"
+    # the file is the mean of the two models' softened probabilities, in file order
+    from tinycifar.pretrained import load_model
+
+    images, _ = data.load_cifar10("train", root)
+    models = [load_model("tinynet", tmp_path / f"w{seed}.safetensors", "cpu") for seed in (0, 1)]
+    with torch.no_grad():
+        expected = sum((m(prepare(images, torch.device("cpu"))) / 2).softmax(1) for m in models) / 2
+    assert torch.allclose(probs, expected, atol=2e-3)
