@@ -374,3 +374,23 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
         raise bad(f"labels out of range: found {labels.min()}..{labels.max()}, expected 0..{len(CLASSES) - 1}")
     return data, labels.astype(np.int64)
+
+
+SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
+
+
+def split_indices(n: int, val_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The rows of an ``n``-image training set kept for training and held out for tuning
+    (``val_size`` of them, the same for every seed; a larger split holds out a superset of
+    a smaller one's images); both None when nothing is held out."""
+    if val_size == 0:
+        return None, None
+    if not 0 < val_size < n:
+        raise TinyCifarError(f"--val-split must be between 0 and {n - 1} (got {val_size})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return perm[:-val_size].sort().values, perm[-val_size:].sort().values
+
+
+def train_size() -> int:
+    """Images in the official training set (what a split or a teacher file is counted against)."""
+    return len(SPLIT_FILES["train"]) * _BATCH_SIZE

@@ -30,16 +30,15 @@ from tinycifar.inference import predict_logits
 KEY = "probs"
 MAX_FILE_BYTES = 64 << 20  # a file for 50,000 images is 1 MB; refuse anything that could exhaust memory
 SUM_TOLERANCE = 1e-2  # float16 rounding of ten probabilities
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names, read before the tensor is
 
 
-def ensemble_probs(models: list[torch.nn.Module], images: torch.Tensor, dev: torch.device,
-                   precision: str = "fp32", temperature: float = 1.0) -> torch.Tensor:
-    """The mean over ``models`` of softmax(logits / ``temperature``): (N, classes), fp32."""
-    total = None
-    for model in models:
-        p = (predict_logits(model, images, dev, precision=precision) / temperature).softmax(1)
-        total = p if total is None else total + p
-    return total / len(models)
+def model_probs(models: list[torch.nn.Module], images: torch.Tensor, dev: torch.device,
+                precision: str = "fp32", temperature: float = 1.0) -> torch.Tensor:
+    """Each model's softmax(logits / ``temperature``): (models, N, classes), fp32, on the CPU.
+    Their mean over the first dimension is the ensemble's."""
+    return torch.stack([(predict_logits(m, images, dev, precision=precision) / temperature).softmax(1).cpu()
+                        for m in models])
 
 
 def save_soft_labels(probs: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
@@ -67,16 +66,16 @@ def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[
             keys, metadata = list(f.keys()), f.metadata() or {}
             if keys != [KEY]:
                 raise TinyCifarError(f"teacher file {path} holds {keys}, not one tensor {KEY!r}: {fix}")
-            shape = tuple(f.get_slice(KEY).get_shape())  # checked before the tensor is read
+            header = f.get_slice(KEY)  # shape and type are checked before the tensor is read
+            shape, dtype = tuple(header.get_shape()), header.get_dtype()
             if shape != (n_images, num_classes):
                 raise TinyCifarError(f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
                                      f"{num_classes}) for this training set: {fix} from the same data")
-            probs = f.get_tensor(KEY)
+            if dtype not in FLOAT_DTYPES:
+                raise TinyCifarError(f"teacher file {path} holds {dtype} numbers, not probabilities: {fix}")
+            probs = f.get_tensor(KEY).float()
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors soft-labels file ({e}): {fix}") from None
-    if not probs.is_floating_point():
-        raise TinyCifarError(f"teacher file {path} holds {probs.dtype}, not probabilities: {fix}")
-    probs = probs.float()
     sums = probs.sum(1)
     if not (torch.isfinite(probs).all() and (probs >= 0).all() and ((sums - 1).abs() <= SUM_TOLERANCE).all()):
         raise TinyCifarError(f"teacher file {path} holds rows that are not probabilities (negative, "
@@ -92,6 +91,27 @@ def fingerprint(probs: torch.Tensor) -> str:
 def blend(probs: torch.Tensor, labels: torch.Tensor, weight: float) -> torch.Tensor:
     """Each image's training target: ``weight`` of the teacher's probabilities, the rest its label."""
     return weight * probs + (1 - weight) * F.one_hot(labels, probs.shape[1]).to(probs.dtype)
+
+
+def held_out(metadata: dict[str, str]) -> int | None:
+    """How many images of the validation split a weights or soft-labels file's model(s) never
+    trained on (``train --val-split``); None where the file does not say."""
+    value = metadata.get("held_out", "")
+    return int(value) if value.isdigit() else None
+
+
+def check_held_out(source: str, held: int | None, val_split: int) -> None:
+    """Refuse a model or teacher that trained on images of a ``val_split``-image validation
+    split (a larger split holds out a superset of a smaller one's images)."""
+    if val_split == 0:
+        return
+    if held is None:
+        print(f"note: {source} does not record which images it held out (written before tinycifar "
+              f"recorded it): make sure it trained with --val-split {val_split} or more")
+    elif held < val_split:
+        raise TinyCifarError(f"{source} trained on {'all' if held == 0 else 'some'} of the {val_split:,} "
+                             f"validation images (it held out {held:,}): its figures on them would not be "
+                             f"honest; use models trained with --val-split {val_split} or more")
 
 
 def check_teacher(distill: float, teacher_given: bool) -> None:
@@ -120,34 +140,39 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinycifar.data import load_cifar10
+    from tinycifar.data import load_cifar10, split_indices, train_size
     from tinycifar.evaluate import metrics_from_logits
     from tinycifar.inference import resolve_device
     from tinycifar.paths import writable_dir
     from tinycifar.precision import resolve_precision
-    from tinycifar.pretrained import load_model, resolve_model_name
-    from tinycifar.train import split_indices
+    from tinycifar.pretrained import load_model, resolve_model_name, weights_metadata
 
+    # Every option and file is checked before the data is loaded (or downloaded).
     if not args.temperature > 0:
         raise TinyCifarError(f"--temperature must be positive (got {args.temperature})")
+    held = split_indices(train_size(), args.val_split)[1]
     writable_dir(args.out.parent, "--out", "choose a folder you can write to")
     dev = resolve_device(args.device)
     precision = resolve_precision(args.precision, dev)
     names = [resolve_model_name(None, w) for w in args.weights]
     models = [load_model(name, w, dev) for name, w in zip(names, args.weights)]
+    helds = [held_out(weights_metadata(w)) for w in args.weights]
+    for w, h in zip(args.weights, helds):
+        check_held_out(str(w), h, args.val_split)
     images, labels = load_cifar10("train", args.data_dir)
-    held = split_indices(len(images), args.val_split)[1]
-    probs = ensemble_probs(models, images, dev, precision, args.temperature).cpu()
-    if held is not None:  # a ranking of the teachers, on images no run trains on
-        for name, w, model in zip(names, args.weights, models):
-            acc = metrics_from_logits(predict_logits(model, images[held], dev, precision=precision),
-                                      labels[held])["accuracy"]
+    each = model_probs(models, images, dev, precision, args.temperature)
+    probs = each.mean(0)
+    if held is not None:  # a ranking of the teachers, on images none of them trained on
+        for name, w, p in zip(names, args.weights, each):
+            acc = metrics_from_logits(p[held].log(), labels[held])["accuracy"]
             print(f"{w} ({name}): {acc:.2%} on the {len(held):,} held-out images")
         acc = metrics_from_logits(probs[held].log(), labels[held])["accuracy"]
         print(f"the ensemble of {len(models)}: {acc:.2%} on the same images")
     agree = metrics_from_logits(probs.log(), labels)["accuracy"]
+    known = [h for h in helds if h is not None]
     save_soft_labels(probs, args.out, {
         "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
-        "temperature": str(args.temperature), "images": f"CIFAR-10 training set, {len(images):,} in file order"})
+        "temperature": str(args.temperature), "images": f"CIFAR-10 training set, {len(images):,} in file order",
+        **({"held_out": str(min(known))} if len(known) == len(helds) else {})})
     print(f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}")
     return 0

@@ -112,15 +112,18 @@ def load_forward(model_name: str | None, weights: Path | str | None, onnx: Path 
     return name, path, f"PyTorch on {dev}, {precision}", torch_forward(model, dev, batch_size, precision)
 
 
-def _metadata_model(path: Path) -> str | None:
-    """The ``model`` entry of a safetensors file's metadata, or None if absent or unreadable.
-
-    An unreadable file is not reported here: :func:`load_weights` says what is wrong with it.
-    """
+def weights_metadata(path: Path | str) -> dict[str, str]:
+    """A safetensors file's metadata (``model``, ``seed``, ``held_out``...), or {} if it has
+    none or cannot be read: :func:`load_weights` says what is wrong with an unreadable file."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}).get("model")
+            return f.metadata() or {}
     except Exception:  # noqa: BLE001 - any failure is reported by load_weights with context
-        return None
+        return {}
+
+
+def _metadata_model(path: Path) -> str | None:
+    """The ``model`` entry of a safetensors file's metadata, or None if absent or unreadable."""
+    return weights_metadata(path).get("model")

@@ -54,6 +54,8 @@ def train_argv(extra: list[str]) -> list[str]:
     taken = [flag for flag in ("--seed", "--out", "--resume") if flag in extra]
     if taken:
         raise TinyCifarError(f"{', '.join(taken)} after --: repeat sets them itself (use --seeds, --out)")
+    if "--plan" in extra:
+        raise TinyCifarError("--plan after --: repeat trains; ask `tinycifar train --time ... --plan` for the plan")
     return extra
 
 

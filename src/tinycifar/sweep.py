@@ -113,6 +113,9 @@ def load_space(path: Path | str) -> Space:
         if bad:
             raise TinyCifarError(f"{path}: [{section}] {', '.join(bad)} are not recipe fields "
                                  f"(they are: {', '.join(sorted(recipe_fields))})")
+    if "distill" in {**space.fixed, **space.search}:
+        raise TinyCifarError(f"{path}: distill needs a teacher, which a sweep does not take: "
+                             "leave distill out of the search space")
     both = sorted(set(space.fixed) & set(space.search))
     if both:
         raise TinyCifarError(f"{path}: {', '.join(both)} both [fixed] and [search]: keep one")

@@ -37,7 +37,8 @@ from tinycifar.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from tinycifar.distill import blend, check_teacher, fingerprint
+from tinycifar.data import split_indices, train_size
+from tinycifar.distill import blend, check_held_out, check_teacher, fingerprint, held_out, load_soft_labels
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
@@ -52,18 +53,6 @@ if TYPE_CHECKING:
     from tinycifar.budget import Plan
 
 Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
-SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
-
-
-def split_indices(n: int, val_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The rows of an ``n``-image training set kept for training and held out for tuning
-    (``val_size`` of them, the same for every seed); both None when nothing is held out."""
-    if val_size == 0:
-        return None, None
-    if not 0 < val_size < n:
-        raise TinyCifarError(f"--val-split must be between 0 and {n - 1} (got {val_size})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return perm[:-val_size].sort().values, perm[-val_size:].sort().values
 
 
 def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
@@ -195,6 +184,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     """
     started = time.perf_counter()
     check_teacher(recipe.distill, teacher is not None)
+    if teacher is not None and teacher.shape != (len(train[0]), 10):
+        raise TinyCifarError(f"the teacher has {tuple(teacher.shape)} probabilities for {len(train[0]):,} "
+                             "training images: give one row of 10 for each, in the same order")
     shard, dev = distributed.from_env(resolve_device(device), min(recipe.batch_size, len(train[0])))
     if time_budget is not None and shard.world > 1:
         raise TinyCifarError("--time is not available under torchrun: give --epochs")
@@ -218,7 +210,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
               "precision": precision, "time_budget_s": time_budget,
               **({"processes": shard.world} if shard.world > 1 else {}),
               **({"model_args": model_args} if model_args else {}),
-              **({"teacher": fingerprint(teacher)} if teacher is not None else {})}
+              **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
 
     torch.manual_seed(seed)
     model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
@@ -262,7 +254,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     for row in history:
         log(_format_row(row, eval_name))
     device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
-    targets = blend(teacher, labels, recipe.distill).to(dev) if teacher is not None else None
+    targets = blend(teacher.float().cpu(), labels, recipe.distill).to(dev) if teacher is not None else None
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
@@ -294,8 +286,10 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
 
     final_model = averager.final(model)
     shard.check_in_sync(final_model)
+    # held_out: a teacher made of these weights must not judge a student on images they saw.
     save_weights(final_model, out / "model.safetensors",
-                 {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs)})
+                 {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs),
+                  "held_out": str(len(eval_data[0]) if eval_name == "val" else 0)})
     last = history[-1]
     metrics = {"model": model_name, "seed": seed,
                # every parameter counts against the 100k budget, frozen ones (fastnet's
@@ -463,24 +457,25 @@ def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_a
 
 def run(args: argparse.Namespace) -> int:
     from tinycifar.budget import parse_duration
-    from tinycifar.data import _BATCH_SIZE, SPLIT_FILES, load_cifar10
-    from tinycifar.distill import load_soft_labels
+    from tinycifar.data import load_cifar10
     from tinycifar.summary import format_summary, summarize
 
     recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
     # Every option is checked before the data is loaded (or downloaded): fail fast.
     budget = parse_duration(args.time) if args.time is not None else None
     check_teacher(recipe.distill, args.teacher is not None)
-    if args.plan and (budget is None or args.resume):
+    if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
         raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
-                             "(e.g. --time 1h), without --resume")
-    n_train = len(SPLIT_FILES["train"]) * _BATCH_SIZE
+                             "(e.g. --time 1h), without --resume, and outside torchrun")
+    n_train = train_size()
     if not 0 <= args.val_split < n_train:
         raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
     resolve_device(args.device)  # --device cuda without a GPU
     teacher = None
     if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
-        teacher, keep = load_soft_labels(args.teacher, n_train)[0], split_indices(n_train, args.val_split)[0]
+        teacher, metadata = load_soft_labels(args.teacher, n_train)
+        check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
+        keep = split_indices(n_train, args.val_split)[0]
         teacher = teacher if keep is None else teacher[keep]
     model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
