@@ -7,9 +7,10 @@
 # The project's CPU has 2 cores; this host has 16. Each CPU job is pinned to 2 cores of its
 # own with 2 threads (`taskset`), so each sees a 2-core machine (sharing memory bandwidth
 # and cache with its neighbours: their times compare within a job, and loosely across jobs).
-#   cores 0-5    time_to_accuracy.py, one process per seed (cores 2s, 2s+1): the shipped
-#                recipe timed for 2 epochs beside the fast recipe in bf16 for that seed, on
-#                the test set (the ratio of #7); then, on seed 0's cores, precision_speed.py
+#   cores 0-5    with TIME_TO_ACCURACY=1, time_to_accuracy.py, one process per seed (cores
+#                2s, 2s+1): the shipped recipe timed for 2 epochs beside the fast recipe in
+#                bf16 for that seed, on the test set (the ratio of #7; measured twice, so off
+#                by default since); then, on seed 0's cores, precision_speed.py
 #                (fp32 and bf16 training img/s of every zoo model and of #8's candidates,
 #                whose hour on a bf16 CPU it decides); on seed 1's cores, the epochs that
 #                `train --time 1h --plan` gives each of $PLAN_MODELS there (the hour itself).
@@ -18,7 +19,8 @@
 #                cores); off by default since.
 #   cores 8-15   (12-15 with PARITY=1) the GPU, one process a core: every run of $GPU_LIST's files ("NAME ARGS..."
 #                lines of benchmarks/train_variant.py, validation split; default issue #8's
-#                screens and their stretches) whose result is not yet in
+#                screens, their stretches and the distillation screens, whose teacher file
+#                travels as .gpu/teacher: see distill-8.txt) whose result is not yet in
 #                benchmarks/results/validation/. A run whose folder holds a checkpoint is
 #                resumed, so a second call on the still-warm machine carries on where the
 #                deadline stopped the first (same OUT).
@@ -44,7 +46,8 @@ PY=${PYTHON:-python3}
 NCPU=$(nproc)
 SMOKE=${SMOKE:-0}
 PARITY=${PARITY:-0}
-GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt}
+TIME_TO_ACCURACY=${TIME_TO_ACCURACY:-0}  # #7's figure, measured twice (README); 1 to measure it again
+GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt benchmarks/distill-8.txt}
 TTA=() TRAIN=() GPU=(--device cuda)
 MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,sepnet_g31,mixernet
 PLAN_MODELS=${PLAN_MODELS:-sepnet_hires sepnet_g31 mixernet} PLAN_TIME=1h
@@ -75,8 +78,8 @@ if [ "$HAS_BF16" = 1 ]; then
   for s in 0 1 2; do
     c=$((2 * s)),$((2 * s + 1))
     (
-      pin "$c" "$R/tta-s$s.log" $PY benchmarks/time_to_accuracy.py --data-dir "$DATA" --device cpu \
-        --precision bf16 --seeds "$s" --out "$R/tta-s$s" "${TTA[@]}"
+      [ "$TIME_TO_ACCURACY" = 1 ] && pin "$c" "$R/tta-s$s.log" $PY benchmarks/time_to_accuracy.py \
+        --data-dir "$DATA" --device cpu --precision bf16 --seeds "$s" --out "$R/tta-s$s" "${TTA[@]}"
       [ "$s" = 0 ] && pin "$c" "$R/precision_speed.log" $PY benchmarks/precision_speed.py --threads 2 \
         --steps 5 --candidates --models "$MODELS"
       if [ "$s" = 1 ]; then  # issue #8's hour: the epochs `--time 1h` buys each candidate here
