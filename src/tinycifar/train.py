@@ -438,12 +438,19 @@ def build_model(model: str, model_args: dict[str, Any]) -> nn.Module:
         raise TinyCifarError(f"model {model} does not take the arguments {json.dumps(model_args)} ({e})") from None
 
 
-def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
-    """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
+def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
+    """The training rows, and what a run is scored on: the held-out rows, or the test set."""
     from tinycifar.data import load_cifar10
 
     train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
-    eval_data = val if val is not None else load_cifar10("test", args.data_dir)
+    if val is not None:
+        return train, val, "val"
+    return train, load_cifar10("test", args.data_dir), "test"
+
+
+def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
+    """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
+    train, eval_data, _ = _load_data(args)
     dev = resolve_device(args.device)
     precision = resolve_precision(args.precision, dev)
     torch.backends.cudnn.benchmark = True  # as fit() sets it, so the steps are timed alike
@@ -457,7 +464,6 @@ def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_a
 
 def run(args: argparse.Namespace) -> int:
     from tinycifar.budget import parse_duration
-    from tinycifar.data import load_cifar10
     from tinycifar.summary import format_summary, summarize
 
     recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
@@ -467,15 +473,12 @@ def run(args: argparse.Namespace) -> int:
     if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
         raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
                              "(e.g. --time 1h), without --resume, and outside torchrun")
-    n_train = train_size()
-    if not 0 <= args.val_split < n_train:
-        raise TinyCifarError(f"--val-split must be between 0 and {n_train - 1} (got {args.val_split})")
+    keep = split_indices(train_size(), args.val_split)[0]  # also checks --val-split
     resolve_device(args.device)  # --device cuda without a GPU
     teacher = None
     if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
-        teacher, metadata = load_soft_labels(args.teacher, n_train)
+        teacher, metadata = load_soft_labels(args.teacher, train_size())
         check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
-        keep = split_indices(n_train, args.val_split)[0]
         teacher = teacher if keep is None else teacher[keep]
     model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
@@ -486,8 +489,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         check_resumable(out)
     check_writable(out)
-    train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
-    eval_data, eval_name = (val, "val") if val is not None else (load_cifar10("test", args.data_dir), "test")
+    train, eval_data, eval_name = _load_data(args)
     metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
                   device=args.device, resume=args.resume, progress=not args.no_progress,
                   precision=args.precision, time_budget=budget, compile=args.compile,
