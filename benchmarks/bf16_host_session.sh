@@ -36,13 +36,9 @@
 # cores onto however many this machine has), to check the script on a small CPU.
 set -u
 shopt -s nullglob
-: "${DATA:?set DATA to the folder holding cifar-10-batches-py}"
 OUT=${OUT:-bf16-host}
 DEADLINE=${DEADLINE:-540}
-R=$OUT/runs
-mkdir -p "$R"
-export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-PY=${PYTHON:-python3}
+source benchmarks/device_env.sh
 NCPU=$(nproc)
 SMOKE=${SMOKE:-0}
 PARITY=${PARITY:-0}

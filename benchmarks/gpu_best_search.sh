@@ -26,7 +26,6 @@
 # and each seed's result; $OUT/runs.tgz packs them without checkpoints. SMOKE=1 runs each
 # command for 1 epoch on 500 images (on a 2-core CPU give it DEADLINE=1800).
 set -u
-: "${DATA:?set DATA to the folder holding cifar-10-batches-py}"
 OUT=${OUT:-gpu-best}
 EPOCHS=${EPOCHS:-112}
 DEADLINE=${DEADLINE:-540}  # seconds from the start; leaves time to pack and copy back
@@ -34,13 +33,11 @@ SEARCH_S=${SEARCH_S:-300}
 CHOSEN=${CHOSEN:-}
 SEARCH_LIST=${SEARCH_LIST:-}
 MIN_VAL=${MIN_VAL:-0}
-R=$OUT/runs
-if [ -n "$(ls -A "$R" 2>/dev/null)" ]; then
-  echo "$R already holds runs, which the ranking would mix in: give a new OUT" >&2; exit 2
+if [ -n "$(ls -A "$OUT/runs" 2>/dev/null)" ]; then
+  echo "$OUT/runs already holds runs, which the ranking would mix in: give a new OUT" >&2; exit 2
 fi
-mkdir -p "$R"
-export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-PY=${PYTHON:-python3}
+source benchmarks/device_env.sh
+export OMP_NUM_THREADS=1
 SMOKE_ARGS=()
 VAL=(--val-split 5000)
 if [ "${SMOKE:-0}" = 1 ]; then SMOKE_ARGS=(--epochs 1 --warmup-epochs 0.5); VAL=(--val-split 49500); fi

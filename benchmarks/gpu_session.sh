@@ -13,13 +13,9 @@
 # $OUT/runs.tgz packs them without checkpoints. SMOKE=1 runs every command for 1 epoch on
 # 500 images, to check the script on a CPU.
 set -u
-: "${DATA:?set DATA to the folder holding cifar-10-batches-py}"
 OUT=${OUT:-gpu-out}
 PHASE2_S=${PHASE2_S:-380}
-R=$OUT/runs
-mkdir -p "$R"
-export TINYCIFAR_DATA=$DATA PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-PY=${PYTHON:-python3}
+source benchmarks/device_env.sh
 SMOKE_ARGS=()
 [ "${SMOKE:-0}" = 1 ] && SMOKE_ARGS=(--epochs 1 --val-split 49500 --warmup-epochs 0.5)
 
