@@ -179,6 +179,9 @@ def test_soft_labels_command_writes_the_ensemble_and_ranks_it(tmp_path, monkeypa
     with torch.no_grad():
         expected = sum((m(prepare(images, torch.device("cpu"))) / 2).softmax(1) for m in models) / 2
     assert torch.allclose(probs, expected, atol=2e-3)
+    _, labels = data.load_cifar10("train", root)
+    true_p = float(re.search(r"mean probability of the true label (\d+\.\d)%", printed)[1]) / 100
+    assert true_p == pytest.approx(probs[torch.arange(100), labels.long()].mean().item(), abs=2e-3)
 
 
 def test_models_that_saw_the_validation_images_cannot_teach_against_them(tmp_path, monkeypatch, capsys):

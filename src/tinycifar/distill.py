@@ -174,5 +174,10 @@ def run(args: argparse.Namespace) -> int:
         "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
         "temperature": str(args.temperature), "images": f"CIFAR-10 training set, {len(images):,} in file order",
         **({"held_out": str(min(known))} if len(known) == len(helds) else {})})
-    print(f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}")
+    # How soft the targets are: teachers trained with label smoothing or mixing give
+    # targets far from one-hot even where they are right, which a share or a
+    # temperature should be chosen against.
+    true_p = probs.gather(1, labels[:, None].long()).mean().item()
+    print(f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}, "
+          f"mean probability of the true label {true_p:.1%}")
     return 0
