@@ -157,21 +157,34 @@ def tinynet_weights(env) -> Path:
     return path
 
 
+def sparse_file(env, name: str, size: int) -> Path:
+    """A file of ``size`` bytes made in an instant (sparse)."""
+    path = env.tmp / name
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
 def teacher_file(env, probs: torch.Tensor | None = None, size: int | None = None) -> str:
     """A soft-labels file for the fake training set (N images a batch, 5 batches), or one
-    spoilt: other ``probs``, or a file of ``size`` bytes (sparse: made in an instant)."""
-    path = env.tmp / "teacher.safetensors"
+    spoilt: other ``probs``, or a file of ``size`` bytes."""
     if size is not None:
-        with open(path, "wb") as f:
-            f.truncate(size)
-    else:
-        save_soft_labels(torch.full((5 * N, 10), 0.1) if probs is None else probs, path, {})
+        return str(sparse_file(env, "teacher.safetensors", size))
+    path = env.tmp / "teacher.safetensors"
+    save_soft_labels(torch.full((5 * N, 10), 0.1) if probs is None else probs, path, {})
     return str(path)
 
 
 def seed_weights(env, metadata: dict[str, str]) -> Path:
     path = env.tmp / "seed.safetensors"
     save_weights(create_model("seed"), path, metadata)
+    return path
+
+
+def fastnet_weights(env, metadata: dict[str, str]) -> Path:
+    """fastnet's default weights under ``metadata`` (e.g. constructor arguments they do not fit)."""
+    path = env.tmp / "fastnet.safetensors"
+    save_weights(create_model("fastnet"), path, {"model": "fastnet", **metadata})
     return path
 
 
@@ -320,6 +333,20 @@ CASES = [
          r"tinynet-truncated\.safetensors is not a readable safetensors weights file", before_data=True),
     Case("weights-missing", lambda e: evaluate(e, weights=e.tmp / "nope.safetensors"), 2,
          r"weights file \S+nope\.safetensors does not exist", before_data=True),
+    Case("weights-too-large", lambda e: evaluate(e, weights=sparse_file(e, "big.safetensors", (64 << 20) + 1)), 2,
+         r"big\.safetensors is 67,108,865 bytes, more than tinycifar loads as weights \(67,108,864\): "
+         r"pass the model\.safetensors of a `tinycifar train` run", before_data=True),
+    # arguments that would build a network of hundreds of GB: refused unallocated
+    Case("weights-model-args-that-do-not-fit",
+         lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [100000, 100000, 100000]}'})), 2,
+         r"fastnet\.safetensors: model fastnet built with the arguments it records \(\{\"widths\": "
+         r"\[100000, 100000, 100000\]\}\) does not fit its tensors; the file was not written by `tinycifar train`",
+         before_data=True),
+    Case("weights-model-args-not-json", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": "[1, 2"})), 2,
+         r"fastnet\.safetensors: its model_args metadata is not a JSON object of constructor arguments",
+         before_data=True),
+    Case("weights-model-args-unknown", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"colour": 3}'})), 2,
+         r"model fastnet does not take the arguments \{\"colour\": 3\}", before_data=True),
     # --- resuming a run ---
     Case("resume-without-checkpoint", lambda e: train(e, "--resume"), 2,
          r"nothing to resume: no checkpoint \(last\.pt\) in \S+run; start the run without --resume",

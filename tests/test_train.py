@@ -39,6 +39,19 @@ def test_fit_writes_the_whole_run_folder_and_learns(tmp_path, tiny_data):
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
 
 
+def test_a_run_with_model_args_loads_wherever_weights_are_used(tmp_path, tiny_data):
+    # evaluate, predict, export and soft-labels all build their network through load_model
+    from tinycifar.pretrained import load_model
+
+    fit("fastnet", Recipe(epochs=1, batch_size=64, warmup_epochs=0.5), tmp_path, *tiny_data, device="cpu",
+        progress=False, log=lambda *_: None, model_args={"widths": [8, 16, 24]})
+    model = load_model("fastnet", tmp_path / "model.safetensors", "cpu")
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert model.state_dict().keys() == saved.keys()
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    assert model.state_dict()["features.1.0.weight"].shape[0] == 8  # not fastnet's default 24
+
+
 def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
     train, test = tiny_data
     recipe = Recipe(**{**TINY.__dict__, "ema_decay": 0.9})

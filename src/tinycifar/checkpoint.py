@@ -133,50 +133,84 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None
     atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=metadata))
 
 
-def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load safetensors weights into ``model``; returns the file's metadata."""
+# The zoo's weights are under 1 MB and a 2M-parameter teacher's 8 MB: a larger file is
+# refused before it is read, so a stranger's file cannot exhaust memory.
+MAX_WEIGHTS_BYTES = 64 << 20
+
+
+def weights_header(path: Path | str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """The tensor shapes and the metadata a safetensors file declares, read from its header
+    alone (no tensor data): what :func:`check_fits` compares with a network."""
     path = Path(path)
     if not path.is_file():
         raise TinyCifarError(f"weights file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise TinyCifarError(f"{path} is {size:,} bytes, more than tinycifar loads as weights "
+                             f"({MAX_WEIGHTS_BYTES:,}): pass the model.safetensors of a `tinycifar train` run")
     try:
-        with safe_open(str(path), "pt") as f:  # one read for tensors and metadata
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
             metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
+    return shapes, metadata
+
+
+def check_fits(model: nn.Module, path: Path | str, shapes: dict[str, tuple[int, ...]],
+               metadata: dict[str, str]) -> None:
+    """Refuse weights whose tensor names or shapes are not ``model``'s, before any is read.
+
+    ``model`` may live on the meta device: that is how arguments recorded in a file are
+    checked before a network of their size is allocated."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected == shapes:
+        return
+    arch = metadata.get("model")
+    saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
+    fits = _models_that_fit(shapes)
+    fix = f"pass --model {' or '.join(fits)}" if fits else "pass the --model they were trained with"
+    raise TinyCifarError(f"{path} holds weights {saved} that do not fit this architecture "
+                         f"({_mismatch(expected, shapes)}): {fix}")
+
+
+def load_weights(model: nn.Module, path: Path | str) -> dict[str, str]:
+    """Load safetensors weights into ``model``; returns the file's metadata."""
+    shapes, metadata = weights_header(path)
+    check_fits(model, path, shapes, metadata)
+    try:
+        with safe_open(str(path), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
     try:
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError:
-        arch = metadata.get("model")
-        saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
-        fits = _models_that_fit(tensors)
-        fix = f"pass --model {' or '.join(fits)}" if fits else "pass the --model they were trained with"
-        raise TinyCifarError(f"{path} holds weights {saved} that do not fit this architecture "
-                             f"({_mismatch(model.state_dict(), tensors)}): {fix}") from None
+    except RuntimeError as e:  # names and shapes fit, so only a tensor's type can differ
+        raise TinyCifarError(f"{path} holds tensors tinycifar cannot load into this network "
+                             f"({str(e).splitlines()[-1].strip()})") from None
     return metadata
 
 
-def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """What differs between two state dicts, in a few words with one example of each."""
+def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """What differs between two networks' tensor shapes, in a few words with one example of each."""
     parts = []
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    reshaped = [k for k in expected if k in found and expected[k].shape != found[k].shape]
+    reshaped = [k for k in expected if k in found and expected[k] != found[k]]
     if missing:
         parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
     if reshaped:
         k = reshaped[0]
-        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {tuple(found[k].shape)} "
-                     f"instead of {tuple(expected[k].shape)}")
-    return "; ".join(parts) or "tensor types differ"
+        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {found[k]} instead of {expected[k]}")
+    return "; ".join(parts)
 
 
-def _models_that_fit(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Registered models whose state dict has exactly these names and shapes."""
+def _models_that_fit(shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Registered models (with their default arguments) whose tensors have exactly these names and shapes."""
     from tinycifar.models import create_model, list_models
 
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    return [name for name in list_models()
-            if {k: tuple(v.shape) for k, v in create_model(name).state_dict().items()} == shapes]
+    with torch.device("meta"):
+        return [name for name in list_models()
+                if {k: tuple(v.shape) for k, v in create_model(name).state_dict().items()} == shapes]

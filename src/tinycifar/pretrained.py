@@ -8,16 +8,17 @@ commands that need a trained model (``evaluate``, ``predict``) use them unless g
 from __future__ import annotations
 
 import argparse
+import json
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from tinycifar.checkpoint import load_weights
+from tinycifar.checkpoint import check_fits, load_weights, weights_header
 from tinycifar.errors import TinyCifarError
-from tinycifar.models import DEFAULT_MODEL, create_model, describe_model
+from tinycifar.models import DEFAULT_MODEL, build_model, describe_model
 
 
 def pretrained_path(model_name: str) -> Path:
@@ -43,11 +44,13 @@ def resolve_model_name(model_name: str | None, weights: Path | str | None) -> st
 def load_model(model_name: str, weights: Path | str | None, device: torch.device | str) -> nn.Module:
     """``model_name`` built and loaded with ``weights`` (or the shipped file when None).
 
-    Returned in eval mode, channels-last, on ``device``. Raises :class:`TinyCifarError` when
-    no weights ship for the model, when the file is unreadable, when its metadata names
-    another model, or when its tensors do not fit the architecture.
+    A run trained with ``--model-args`` records them in its weights, and the network is
+    built with them. Returned in eval mode, channels-last, on ``device``. Raises
+    :class:`TinyCifarError` when no weights ship for the model, when the file is unreadable
+    or too large, when its metadata names another model, or when its tensors do not fit the
+    architecture; all of it is checked before any tensor is read or allocated.
     """
-    model = create_model(model_name)  # TinyCifarError for an unknown name
+    describe_model(model_name)  # TinyCifarError for an unknown name
     if weights is None:
         path = pretrained_path(model_name)
         if not path.is_file():
@@ -57,14 +60,39 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
             )
     else:
         path = Path(weights)
-    saved_as = _metadata_model(path)
+    shapes, metadata = weights_header(path)
+    saved_as = metadata.get("model")
     if saved_as is not None and saved_as != model_name:
         raise TinyCifarError(
             f"{path} holds weights for model {saved_as!r}, not {model_name!r}: "
             f"pass --model {saved_as}"
         )
+    model_args = _saved_model_args(path, metadata)
+    with torch.device("meta"):  # a stranger's arguments are checked against the file unallocated
+        shell = build_model(model_name, model_args)
+    if model_args and {k: tuple(v.shape) for k, v in shell.state_dict().items()} != shapes:
+        raise TinyCifarError(f"{path}: model {model_name} built with the arguments it records "
+                             f"({json.dumps(model_args)}) does not fit its tensors; the file was not "
+                             "written by `tinycifar train`")
+    check_fits(shell, path, shapes, metadata)
+    model = build_model(model_name, model_args)
     load_weights(model, path)
     return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
+
+
+def _saved_model_args(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    """The constructor arguments a run's weights record (``--model-args``), or {}."""
+    text = metadata.get("model_args")
+    if text is None:
+        return {}
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise TinyCifarError(f"{path}: its model_args metadata is not a JSON object of constructor arguments "
+                             f"({text[:60]!r}); the file was not written by `tinycifar train`")
+    return args
 
 
 def add_weights_flags(parser: argparse.ArgumentParser) -> None:

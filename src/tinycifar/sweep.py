@@ -280,9 +280,12 @@ def _subset(data: tuple[Any, Any], n: int, seed: int) -> tuple[Any, Any]:
 
 
 def _params(model: str, model_args: dict[str, Any]) -> int:
-    from tinycifar.train import build_model
+    import torch
 
-    return sum(p.numel() for p in build_model(model, model_args).parameters())
+    from tinycifar.models import build_model
+
+    with torch.device("meta"):  # counted, not allocated: a search space may hold huge widths
+        return sum(p.numel() for p in build_model(model, model_args).parameters())
 
 
 # --- the command ------------------------------------------------------------------------------

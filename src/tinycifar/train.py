@@ -43,7 +43,7 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
-from tinycifar.models import DEFAULT_MODEL, create_model, model_recipe
+from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe
 from tinycifar.paths import writable_dir
 from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
@@ -213,7 +213,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
               **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
 
     torch.manual_seed(seed)
-    model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
+    model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
     init_from_data(model, images, dev)
     if compile:
         model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
@@ -289,7 +289,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     # held_out: a teacher made of these weights must not judge a student on images they saw.
     save_weights(final_model, out / "model.safetensors",
                  {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs),
-                  "held_out": str(len(eval_data[0]) if eval_name == "val" else 0)})
+                  "held_out": str(len(eval_data[0]) if eval_name == "val" else 0),
+                  # evaluate, predict, export and soft-labels rebuild the network from these
+                  **({"model_args": json.dumps(model_args)} if model_args else {})})
     last = history[-1]
     metrics = {"model": model_name, "seed": seed,
                # every parameter counts against the 100k budget, frozen ones (fastnet's
@@ -315,7 +317,7 @@ def plan_for_budget(model_name: str, recipe: Recipe, train: Data, eval_data: Dat
     """How many epochs of ``recipe`` fit ``seconds`` here, timed on a throw-away model."""
     from tinycifar.budget import epochs_within
 
-    model = create_model(model_name, **(model_args or {})).to(dev).to(memory_format=torch.channels_last)
+    model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
     return epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
                          precision)
 
@@ -428,14 +430,6 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
     return values
-
-
-def build_model(model: str, model_args: dict[str, Any]) -> nn.Module:
-    """``create_model`` with constructor arguments; arguments it does not take are one clear error."""
-    try:
-        return create_model(model, **model_args)
-    except (TypeError, ValueError) as e:
-        raise TinyCifarError(f"model {model} does not take the arguments {json.dumps(model_args)} ({e})") from None
 
 
 def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:

@@ -6,7 +6,8 @@ README table shows them; ``DEFAULT_MODEL`` is the one ``tinycifar train`` uses.
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+from typing import Any, Callable
 
 import torch.nn as nn
 
@@ -54,6 +55,15 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     """Build a registered model with freshly initialised weights."""
     _check(name)
     return _REGISTRY[name](num_classes=num_classes, **kwargs)
+
+
+def build_model(name: str, model_args: dict[str, Any] | None = None) -> nn.Module:
+    """:func:`create_model` with constructor arguments (``--model-args``, or those a weights
+    file records); arguments the model does not take are one clear error."""
+    try:
+        return create_model(name, **(model_args or {}))
+    except (TypeError, ValueError) as e:
+        raise TinyCifarError(f"model {name} does not take the arguments {json.dumps(model_args)} ({e})") from None
 
 
 def _check(name: str) -> None:
