@@ -23,7 +23,11 @@
 #                travels as .gpu/teacher: see distill-8.txt) whose result is not yet in
 #                benchmarks/results/validation/. A run whose folder holds a checkpoint is
 #                resumed, so a second call on the still-warm machine carries on where the
-#                deadline stopped the first (same OUT).
+#                deadline stopped the first (same OUT). Beside them, the teacher stage:
+#                $TEACHER_LIST's runs (default teacher-8.txt), then `tinycifar soft-labels`
+#                over those that finished into $TEACHER_FILE (also copied to $OUT), then
+#                $STUDENT_LIST's runs (student-8.txt), which name that file, on the cores
+#                the teachers used. TEACHER_LIST= (empty) skips the stage.
 # If the CPU has no native bf16 the CPU jobs are skipped (they would measure emulation).
 # On the H100's host Xeon (2026-11-26) everything but three parity runs ended within 540 s:
 # a 2-thread fp32 parity run took ~520 s beside the rest, and the bf16 ones queued behind
@@ -44,6 +48,10 @@ SMOKE=${SMOKE:-0}
 PARITY=${PARITY:-0}
 TIME_TO_ACCURACY=${TIME_TO_ACCURACY:-0}  # #7's figure, measured twice (README); 1 to measure it again
 GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt benchmarks/distill-8.txt}
+TEACHER_LIST=${TEACHER_LIST-benchmarks/teacher-8.txt}  # empty: no teacher stage
+STUDENT_LIST=${STUDENT_LIST:-benchmarks/student-8.txt}
+TEACHER_FILE=${TEACHER_FILE:-.gpu/teacher/wide4.safetensors}  # the path student-8.txt's lines name
+SOFT_LABELS=(--device cuda --val-split 5000)
 TTA=() TRAIN=() GPU=(--device cuda)
 MODELS=fastnet,tinynet,dilatednet,senet,unshufflenet,resnet8,seed,sepnet_hires,sepnet_g31,mixernet
 PLAN_MODELS=${PLAN_MODELS:-sepnet_hires sepnet_g31 mixernet} PLAN_TIME=1h
@@ -53,6 +61,7 @@ if [ "$SMOKE" = 1 ]; then  # every job, whatever the machine has, on 500 images
   TTA=(--limit 300) TRAIN=(--epochs 1 --warmup-epochs 0.5 --val-split 49500) MODELS=fastnet
   PLAN_MODELS=fastnet PLAN_TIME=5m
   GPU=(--device "$([ "$HAS_GPU" = 1 ] && echo cuda || echo cpu)" --epochs 1 --warmup-epochs 0.5 --val-split 49500)
+  SOFT_LABELS=("${GPU[@]:0:2}" --val-split 49500)
   HAS_BF16=1 HAS_GPU=1
 fi
 { lscpu; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print('torch', torch.__version__)"; } > "$OUT/env.txt"
@@ -94,9 +103,9 @@ if [ "$HAS_BF16" = 1 ]; then
 else
   echo "no avx512_bf16/amx_bf16 on this CPU: the bf16 CPU jobs are skipped" | tee "$OUT/skipped.txt"
 fi
-if [ "$HAS_GPU" = 1 ]; then
-  core=$([ "$PARITY" = 1 ] && echo 12 || echo 8)
-  for list in $GPU_LIST; do
+gpu_runs() {  # gpu_runs LIST...: each line not yet recorded, in the background, a host core each
+  local list line name c n resume words
+  for list in "$@"; do
     n=0
     while IFS= read -r line || [ -n "$line" ]; do
       mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$line")
@@ -112,11 +121,43 @@ if [ "$HAS_GPU" = 1 ]; then
         --data-dir "$DATA" --val-split 5000 --out "$R/$name" "${words[@]:1}" "${GPU[@]}" "${resume[@]}" &
     done < "$list"
   done
+}
+finished_weights() {  # finished_weights LIST: the model.safetensors of the list's runs that ended here
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%%#*}; line=${line%% *}
+    [ -n "$line" ] && [ -e "$R/$line/metrics.json" ] && echo "$R/$line/model.safetensors"
+  done < "$1"
+}
+if [ "$HAS_GPU" = 1 ]; then
+  core=$([ "$PARITY" = 1 ] && echo 12 || echo 8)
+  gpu_runs $GPU_LIST
+  if [ -n "$TEACHER_LIST" ]; then
+    (  # the students need the teachers' soft labels: teachers, then the file, then students
+      first=$core
+      gpu_runs "$TEACHER_LIST"
+      wait
+      if [ ! -e "$TEACHER_FILE" ]; then
+        mapfile -t teachers < <(finished_weights "$TEACHER_LIST")
+        if [ ${#teachers[@]} -gt 0 ]; then
+          mkdir -p "$(dirname "$TEACHER_FILE")"
+          pin "$first" "$R/soft-labels.log" $PY -m tinycifar soft-labels --data-dir "$DATA" \
+            "${teachers[@]/#/--weights=}" --out "$TEACHER_FILE" "${SOFT_LABELS[@]}"
+          cp "$TEACHER_FILE" "$OUT/" 2>/dev/null
+        fi
+      fi
+      core=$first
+      [ -e "$TEACHER_FILE" ] && gpu_runs $STUDENT_LIST
+      wait
+    ) &
+  fi
 fi
 wait
-tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' -C "$OUT" runs env.txt
+# the teachers' 8 MB weights stay behind: their soft labels ($OUT/wide4.safetensors) are what is reused
+tar czf "$OUT/runs.tgz" --exclude='*.pt' --exclude='*.pt.*' --exclude='*.tmp' --exclude='t[0-9]*/model.safetensors' \
+  -C "$OUT" runs env.txt
 echo "bf16 host session done after $SECONDS s"
-for f in "$R"/tta-s*.log "$R"/precision_speed.log "$R"/plan-*.log; do echo "== $f"; tail -4 "$f"; done
+for f in "$R"/tta-s*.log "$R"/precision_speed.log "$R"/plan-*.log "$R"/soft-labels.log; do echo "== $f"; tail -4 "$f"; done
 for d in "$R"/*/; do
   case $d in */tta-*) continue ;; esac
   echo "== $d: $(tr -d '\n ' < "$d/metrics.json" 2>/dev/null || echo 'no metrics (did not finish)')"
