@@ -3,6 +3,7 @@
 #
 #   DATA=/path/holding/cifar-10-batches-py OUT=gpu-best bash benchmarks/gpu_best_search.sh
 #   CHOSEN=benchmarks/results/validation/s04-....json DATA=... bash benchmarks/gpu_best_search.sh
+#   (a distilled CHOSEN run also needs TEACHER=its soft-labels file)
 #
 # 1. The search (skipped when CHOSEN names a validation run made elsewhere: its JSON file or
 #    config.json). Side by side on the validation split (--val-split 5000, seed 0, never the
@@ -33,6 +34,7 @@ SEARCH_S=${SEARCH_S:-300}
 CHOSEN=${CHOSEN:-}
 SEARCH_LIST=${SEARCH_LIST:-}
 MIN_VAL=${MIN_VAL:-0}
+TEACHER=${TEACHER:-}  # the soft-labels file of a distilled CHOSEN run (benchmarks/distill-8.txt)
 if [ -n "$(ls -A "$OUT/runs" 2>/dev/null)" ]; then
   echo "$OUT/runs already holds runs, which the ranking would mix in: give a new OUT" >&2; exit 2
 fi
@@ -81,12 +83,13 @@ fi
 # --- 2. the choice, then 3 seeds on the test set --------------------------------------------
 TEST_S=$((DEADLINE - SECONDS))
 # Prints the chosen run's train arguments one a line; writes chosen.toml and choice.txt.
-mapfile -t args < <($PY - "$R" "$OUT" "$TEST_S" "$CHOSEN" "$MIN_VAL" <<'PY'
+mapfile -t args < <($PY - "$R" "$OUT" "$TEST_S" "$CHOSEN" "$MIN_VAL" "$TEACHER" <<'PY'
 import json, sys
 from pathlib import Path
 from tinycifar.recipe import recipe_from_dict, recipe_to_toml
 
 runs, out, test_s, chosen = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+teacher = sys.argv[6]
 rank_only = sys.argv[5] == "rank"
 min_val = 0.0 if rank_only else float(sys.argv[5])
 lines = []
@@ -119,12 +122,18 @@ else:
     name = eligible[0][2]
     config = json.loads((runs / name / "config.json").read_text())
     lines.insert(0, f"chosen by final validation accuracy among runs that fit: {name}")
+if config.get("teacher") and not teacher:
+    why = f"{chosen or name} was distilled from a teacher: give its soft-labels file as TEACHER=FILE"
+    (out / "choice.txt").write_text("\n".join([why] + lines) + "\n")
+    sys.exit(why)
 (out / "chosen.toml").write_text(recipe_to_toml(recipe_from_dict(config["recipe"])))
 (out / "chosen-config.json").write_text(json.dumps(config, indent=2))
 (out / "choice.txt").write_text("\n".join(lines) + "\n")
 print("--model", config["model"], "--recipe", out / "chosen.toml", sep="\n")
 if config.get("model_args"):
     print("--model-args", json.dumps(config["model_args"], separators=(",", ":")), sep="\n")
+if config.get("teacher"):  # a distilled run: its seeds learn from the same soft labels
+    print("--teacher", teacher, sep="\n")
 PY
 )
 pack() {  # the runs without checkpoints, and what was chosen, in one file to copy back
