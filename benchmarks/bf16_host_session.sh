@@ -69,6 +69,8 @@ fi
 pin() {  # pin CORES LOG CMD...: run CMD on those cores (2 threads), stopped at the deadline
   local cores=$1 log=$2; shift 2
   local left=$((DEADLINE - SECONDS)) mapped
+  # a job that starts after a wait may find the deadline gone (and `timeout 0` never stops)
+  [ "$left" -gt 0 ] || { echo "not started: the deadline had passed" >> "$log"; return; }
   mapped=$(echo "$cores" | tr ',' '\n' | while read -r c; do echo $((c % NCPU)); done | paste -sd,)
   OMP_NUM_THREADS=$(echo "$cores" | tr ',' '\n' | wc -l) timeout -k 10 "$left" taskset -c "$mapped" "$@" \
     > "$log" 2>&1 || echo "FAILED or stopped ($?)" >> "$log"
@@ -103,12 +105,15 @@ if [ "$HAS_BF16" = 1 ]; then
 else
   echo "no avx512_bf16/amx_bf16 on this CPU: the bf16 CPU jobs are skipped" | tee "$OUT/skipped.txt"
 fi
+split_line() {  # split_line LINE: a list's line ("NAME ARGS...", shell quoting, # comments) into $words
+  mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$1")
+}
 gpu_runs() {  # gpu_runs LIST...: each line not yet recorded, in the background, a host core each
   local list line name c n resume words
   for list in "$@"; do
     n=0
     while IFS= read -r line || [ -n "$line" ]; do
-      mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$line")
+      split_line "$line"
       [ ${#words[@]} -eq 0 ] && continue
       [ "$SMOKE" = 1 ] && [ $((n++)) -gt 0 ] && continue  # one line of each list
       name=${words[0]}
@@ -123,10 +128,10 @@ gpu_runs() {  # gpu_runs LIST...: each line not yet recorded, in the background,
   done
 }
 finished_weights() {  # finished_weights LIST: the model.safetensors of the list's runs that ended here
-  local line
+  local line words
   while IFS= read -r line || [ -n "$line" ]; do
-    line=${line%%#*}; line=${line%% *}
-    [ -n "$line" ] && [ -e "$R/$line/metrics.json" ] && echo "$R/$line/model.safetensors"
+    split_line "$line"
+    [ ${#words[@]} -gt 0 ] && [ -e "$R/${words[0]}/metrics.json" ] && echo "$R/${words[0]}/model.safetensors"
   done < "$1"
 }
 if [ "$HAS_GPU" = 1 ]; then
@@ -147,7 +152,11 @@ if [ "$HAS_GPU" = 1 ]; then
         fi
       fi
       core=$first
-      [ -e "$TEACHER_FILE" ] && gpu_runs $STUDENT_LIST
+      if [ -e "$TEACHER_FILE" ]; then
+        gpu_runs $STUDENT_LIST
+      else
+        echo "$STUDENT_LIST: not run, no teacher file (no teacher finished, or see soft-labels.log)" >> "$OUT/gpu-skipped.txt"
+      fi
       wait
     ) &
   fi

@@ -122,8 +122,18 @@ else:
     name = eligible[0][2]
     config = json.loads((runs / name / "config.json").read_text())
     lines.insert(0, f"chosen by final validation accuracy among runs that fit: {name}")
+why = None
 if config.get("teacher") and not teacher:
     why = f"{chosen or name} was distilled from a teacher: give its soft-labels file as TEACHER=FILE"
+elif config.get("teacher"):  # the same file, or the seeds would test another recipe
+    from tinycifar.data import split_indices, train_size
+    from tinycifar.distill import fingerprint, load_soft_labels
+
+    probs, _ = load_soft_labels(Path(teacher), train_size())
+    keep = split_indices(train_size(), config["eval_images"] if config["eval_on"] == "val" else 0)[0]
+    if fingerprint(probs if keep is None else probs[keep]) != config["teacher"]:
+        why = f"TEACHER={teacher} is not the soft-labels file {chosen or name} learnt from"
+if why:
     (out / "choice.txt").write_text("\n".join([why] + lines) + "\n")
     sys.exit(why)
 (out / "chosen.toml").write_text(recipe_to_toml(recipe_from_dict(config["recipe"])))

@@ -336,17 +336,24 @@ CASES = [
     Case("weights-too-large", lambda e: evaluate(e, weights=sparse_file(e, "big.safetensors", (64 << 20) + 1)), 2,
          r"big\.safetensors is 67,108,865 bytes, more than tinycifar loads as weights \(67,108,864\): "
          r"pass the model\.safetensors of a `tinycifar train` run", before_data=True),
-    # arguments that would build a network of hundreds of GB: refused unallocated
+    # arguments of 4,096 channels (GBs) are checked on the meta device, unallocated
     Case("weights-model-args-that-do-not-fit",
-         lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [100000, 100000, 100000]}'})), 2,
+         lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [4096, 4096, 4096]}'})), 2,
          r"fastnet\.safetensors: model fastnet built with the arguments it records \(\{\"widths\": "
-         r"\[100000, 100000, 100000\]\}\) does not fit its tensors; the file was not written by `tinycifar train`",
+         r"\[4096, 4096, 4096\]\}\) does not fit its tensors; the file was not written by `tinycifar train`",
          before_data=True),
     Case("weights-model-args-not-json", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": "[1, 2"})), 2,
-         r"fastnet\.safetensors: its model_args metadata is not a JSON object of constructor arguments",
+         r"fastnet\.safetensors: its model_args metadata is not a JSON object of small constructor arguments",
          before_data=True),
     Case("weights-model-args-unknown", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"colour": 3}'})), 2,
-         r"model fastnet does not take the arguments \{\"colour\": 3\}", before_data=True),
+         r"fastnet\.safetensors: model fastnet does not take the arguments \{\"colour\": 3\} \(.*colour.*\); "
+         r"the file was not written by `tinycifar train`", before_data=True),
+    Case("weights-model-args-negative", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [-1, 8, 8]}'})), 2,
+         r"fastnet\.safetensors: model fastnet does not take the arguments \{\"widths\": \[-1, 8, 8\]\}", before_data=True),
+    # a depth of millions would build millions of modules before any shape is compared
+    Case("weights-model-args-too-big", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [8, 8, 100000000]}'})), 2,
+         r"fastnet\.safetensors: its model_args metadata is not a JSON object of small constructor arguments",
+         before_data=True),
     # --- resuming a run ---
     Case("resume-without-checkpoint", lambda e: train(e, "--resume"), 2,
          r"nothing to resume: no checkpoint \(last\.pt\) in \S+run; start the run without --resume",

@@ -179,9 +179,22 @@ def test_soft_labels_command_writes_the_ensemble_and_ranks_it(tmp_path, monkeypa
     with torch.no_grad():
         expected = sum((m(prepare(images, torch.device("cpu"))) / 2).softmax(1) for m in models) / 2
     assert torch.allclose(probs, expected, atol=2e-3)
+
+
+def test_soft_labels_says_how_soft_its_targets_are(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_BATCH_SIZE", 20)
+    root = tmp_path / "data"
+    write_batches(root / BATCHES_DIR, 20)
     _, labels = data.load_cifar10("train", root)
-    true_p = float(re.search(r"mean probability of the true label (\d+\.\d)%", printed)[1]) / 100
-    assert true_p == pytest.approx(probs[torch.arange(100), labels.long()].mean().item(), abs=2e-3)
+    # two teachers that give the true label 0.8 and 0.6: their ensemble gives it 0.7
+    sure = [torch.full((100, 10), (1 - p) / 9).scatter(1, labels.long()[:, None], p) for p in (0.8, 0.6)]
+    monkeypatch.setattr(distill, "model_probs", lambda *args, **kwargs: torch.stack(sure))
+    weights = tmp_path / "w.safetensors"
+    save_weights(create_model("tinynet"), weights, {"model": "tinynet"})
+    assert cli.main(["soft-labels", "--weights", str(weights), "--out", str(tmp_path / "t.safetensors"),
+                     "--data-dir", str(root), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "true label for 100.00%, mean probability of the true label 70.0%" in printed
 
 
 def test_models_that_saw_the_validation_images_cannot_teach_against_them(tmp_path, monkeypatch, capsys):

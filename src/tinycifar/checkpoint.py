@@ -7,6 +7,7 @@ stranger cannot run code.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -157,15 +158,25 @@ def weights_header(path: Path | str) -> tuple[dict[str, tuple[int, ...]], dict[s
     return shapes, metadata
 
 
+def state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of ``model``'s tensors, as a weights file declares them."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def check_fits(model: nn.Module, path: Path | str, shapes: dict[str, tuple[int, ...]],
-               metadata: dict[str, str]) -> None:
+               metadata: dict[str, str], recorded_args: dict[str, Any] | None = None) -> None:
     """Refuse weights whose tensor names or shapes are not ``model``'s, before any is read.
 
-    ``model`` may live on the meta device: that is how arguments recorded in a file are
-    checked before a network of their size is allocated."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ``model`` may live on the meta device: that is how ``recorded_args``, the constructor
+    arguments the file itself records, are checked before a network of their size is
+    allocated."""
+    expected = state_shapes(model)
     if expected == shapes:
         return
+    if recorded_args:  # then no --model can fix it: the file contradicts itself
+        raise TinyCifarError(f"{path}: model {metadata.get('model')} built with the arguments it records "
+                             f"({_clip(json.dumps(recorded_args))}) does not fit its tensors; the file was "
+                             "not written by `tinycifar train`")
     arch = metadata.get("model")
     saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
     fits = _models_that_fit(shapes)
@@ -183,11 +194,7 @@ def load_weights(model: nn.Module, path: Path | str) -> dict[str, str]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:  # names and shapes fit, so only a tensor's type can differ
-        raise TinyCifarError(f"{path} holds tensors tinycifar cannot load into this network "
-                             f"({str(e).splitlines()[-1].strip()})") from None
+    model.load_state_dict(tensors, strict=True)  # names and shapes fit; types are converted
     return metadata
 
 
@@ -199,12 +206,16 @@ def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, 
     reshaped = [k for k in expected if k in found and expected[k] != found[k]]
     if missing:
         parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if unexpected:  # a stranger's names: quoted and cut, so the message stays one line
+        parts.append(f"{len(unexpected)} unexpected, e.g. {_clip(repr(unexpected[0]))}")
     if reshaped:
         k = reshaped[0]
-        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {found[k]} instead of {expected[k]}")
+        parts.append(f"{len(reshaped)} of another shape, e.g. {k} {_clip(str(found[k]))} instead of {expected[k]}")
     return "; ".join(parts)
+
+
+def _clip(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _models_that_fit(shapes: dict[str, tuple[int, ...]]) -> list[str]:
@@ -212,5 +223,4 @@ def _models_that_fit(shapes: dict[str, tuple[int, ...]]) -> list[str]:
     from tinycifar.models import create_model, list_models
 
     with torch.device("meta"):
-        return [name for name in list_models()
-                if {k: tuple(v.shape) for k, v in create_model(name).state_dict().items()} == shapes]
+        return [name for name in list_models() if state_shapes(create_model(name)) == shapes]

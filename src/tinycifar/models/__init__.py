@@ -62,8 +62,11 @@ def build_model(name: str, model_args: dict[str, Any] | None = None) -> nn.Modul
     file records); arguments the model does not take are one clear error."""
     try:
         return create_model(name, **(model_args or {}))
-    except (TypeError, ValueError) as e:
-        raise TinyCifarError(f"model {name} does not take the arguments {json.dumps(model_args)} ({e})") from None
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size, e.g. -1
+        given = json.dumps(model_args)
+        given = given if len(given) <= 80 else given[:80] + "..."
+        raise TinyCifarError(f"model {name} does not take the arguments {given} "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
 def _check(name: str) -> None:
