@@ -105,9 +105,6 @@ if [ "$HAS_BF16" = 1 ]; then
 else
   echo "no avx512_bf16/amx_bf16 on this CPU: the bf16 CPU jobs are skipped" | tee "$OUT/skipped.txt"
 fi
-split_line() {  # split_line LINE: a list's line ("NAME ARGS...", shell quoting, # comments) into $words
-  mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$1")
-}
 gpu_runs() {  # gpu_runs LIST...: each line not yet recorded, in the background, a host core each
   local list line name c n resume words
   for list in "$@"; do

@@ -56,7 +56,7 @@ run() {  # run SECONDS NAME ARGS...: train in the background, stopped after SECO
 # --- 1. the search, validation split -------------------------------------------------------
 if [ -z "$CHOSEN" ] && [ -n "$SEARCH_LIST" ]; then
   while IFS= read -r line || [ -n "$line" ]; do
-    mapfile -t words < <($PY -c 'import shlex, sys; w = shlex.split(sys.argv[1], comments=True); w and print(*w, sep="\n")' "$line")
+    split_line "$line"
     [ ${#words[@]} -eq 0 ] && continue
     run "$SEARCH_S" "val-${words[0]}" "${words[@]:1}" "${VAL[@]}"
   done < "$SEARCH_LIST"
@@ -126,12 +126,12 @@ why = None
 if config.get("teacher") and not teacher:
     why = f"{chosen or name} was distilled from a teacher: give its soft-labels file as TEACHER=FILE"
 elif config.get("teacher"):  # the same file, or the seeds would test another recipe
-    from tinycifar.data import split_indices, train_size
-    from tinycifar.distill import fingerprint, load_soft_labels
+    from tinycifar.data import train_size
+    from tinycifar.distill import fingerprint, load_soft_labels, training_rows
 
     probs, _ = load_soft_labels(Path(teacher), train_size())
-    keep = split_indices(train_size(), config["eval_images"] if config["eval_on"] == "val" else 0)[0]
-    if fingerprint(probs if keep is None else probs[keep]) != config["teacher"]:
+    val_split = config["eval_images"] if config["eval_on"] == "val" else 0
+    if fingerprint(training_rows(probs, val_split)) != config["teacher"]:
         why = f"TEACHER={teacher} is not the soft-labels file {chosen or name} learnt from"
 if why:
     (out / "choice.txt").write_text("\n".join([why] + lines) + "\n")

@@ -83,6 +83,15 @@ def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[
     return probs / sums[:, None], metadata
 
 
+def training_rows(probs: torch.Tensor, val_split: int) -> torch.Tensor:
+    """The teacher's rows for the images a run with ``--val-split val_split`` trains on, in
+    the order it sees them (a run's fingerprint is of these)."""
+    from tinycifar.data import split_indices
+
+    keep = split_indices(len(probs), val_split)[0]
+    return probs if keep is None else probs[keep]
+
+
 def fingerprint(probs: torch.Tensor) -> str:
     """A short hash of the probabilities: a run records it, and a resume must match it."""
     return hashlib.sha256(probs.to(torch.float16).numpy().tobytes()).hexdigest()[:16]

@@ -38,7 +38,15 @@ from tinycifar.checkpoint import (
     save_weights,
 )
 from tinycifar.data import split_indices, train_size
-from tinycifar.distill import blend, check_held_out, check_teacher, fingerprint, held_out, load_soft_labels
+from tinycifar.distill import (
+    blend,
+    check_held_out,
+    check_teacher,
+    fingerprint,
+    held_out,
+    load_soft_labels,
+    training_rows,
+)
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
@@ -467,13 +475,13 @@ def run(args: argparse.Namespace) -> int:
     if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
         raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
                              "(e.g. --time 1h), without --resume, and outside torchrun")
-    keep = split_indices(train_size(), args.val_split)[0]  # also checks --val-split
+    split_indices(train_size(), args.val_split)  # checks --val-split
     resolve_device(args.device)  # --device cuda without a GPU
     teacher = None
     if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
         teacher, metadata = load_soft_labels(args.teacher, train_size())
         check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
-        teacher = teacher if keep is None else teacher[keep]
+        teacher = training_rows(teacher, args.val_split)
     model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
