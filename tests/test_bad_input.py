@@ -42,6 +42,7 @@ from conftest import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import save_file
 
 from tinycifar import cli, data
 from tinycifar.checkpoint import LAST, PREVIOUS, load_checkpoint, save_checkpoint, save_weights
@@ -185,6 +186,14 @@ def fastnet_weights(env, metadata: dict[str, str]) -> Path:
     """fastnet's default weights under ``metadata`` (e.g. constructor arguments they do not fit)."""
     path = env.tmp / "fastnet.safetensors"
     save_weights(create_model("fastnet"), path, {"model": "fastnet", **metadata})
+    return path
+
+
+def int8_weights(env) -> Path:
+    """tinynet's tensors of the right names and shapes, its float ones stored as int8."""
+    path = env.tmp / "tinynet-int8.safetensors"
+    state = {k: v.to(torch.int8) if v.is_floating_point() else v for k, v in create_model("tinynet").state_dict().items()}
+    save_file(state, str(path), metadata={"model": "tinynet"})
     return path
 
 
@@ -354,6 +363,10 @@ CASES = [
     Case("weights-model-args-too-big", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [8, 8, 100000000]}'})), 2,
          r"fastnet\.safetensors: its model_args metadata is not a JSON object of small constructor arguments",
          before_data=True),
+    # load_state_dict would cast int8 to float silently: a model at chance, no error
+    Case("weights-int8-tensors", lambda e: evaluate(e, weights=int8_weights(e)), 2,
+         r"tinynet-int8\.safetensors: tensor \S+ is stored as int8 where the network holds float32: "
+         r"pass float weights as `tinycifar train` writes them", before_data=True),
     # --- resuming a run ---
     Case("resume-without-checkpoint", lambda e: train(e, "--resume"), 2,
          r"nothing to resume: no checkpoint \(last\.pt\) in \S+run; start the run without --resume",

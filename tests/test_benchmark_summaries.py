@@ -89,3 +89,45 @@ def test_precision_speed_knows_the_candidate_networks():
     assert out.returncode == 0, out.stderr
     line = out.stdout.splitlines()[-1]
     assert line.startswith("sepnet_hires") and line.count("img/s") == 2
+
+
+def fake_record(folder: Path, name: str, seed: int, acc: float, *, precision: str = "fp32",
+                teacher: str | None = None) -> None:
+    """A record as benchmarks/record.py writes it: one run of sepnet_g31, fast recipe, 37 epochs."""
+    config = {"model": "sepnet_g31", "recipe": {"epochs": 37, "batch_size": 256}, "seed": seed,
+              "eval_on": "val", "train_images": 45000, "eval_images": 5000, "precision": precision}
+    if teacher:
+        config["teacher"] = teacher
+    gpu = precision == "bf16"
+    environment = {"cpu": "AMD EPYC", "cpu_flags": ["avx2"], "threads": 2,
+                   "device": "cuda" if gpu else "cpu", **({"cuda": "NVIDIA H100"} if gpu else {})}
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(
+        {"run": name, "note": "", "config": config, "environment": environment,
+         "metrics": {"precision": precision, "final_val_acc": acc, "train_seconds": 60.0 * (seed + 1)}}))
+
+
+def test_seed_table_assembles_one_configuration_across_machines_and_keeps_teachers_apart(tmp_path):
+    fake_record(tmp_path, "a", 0, 0.9126, precision="bf16")
+    fake_record(tmp_path, "b", 1, 0.9058, precision="bf16")
+    fake_record(tmp_path, "c", 2, 0.9100)  # another session, fp32 on a CPU: the same configuration
+    fake_record(tmp_path, "kd", 0, 0.9200, teacher="bc18")
+    out = script("seed_table.py", tmp_path, "--min-seeds", "2")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "sepnet_g31; recipe fast with epochs 37; 45,000 training images, 5,000 val"
+    assert "| a | 0 | 91.26% | 1.0 | bf16 | NVIDIA H100 |" in lines
+    assert "| c | 2 | 91.00% | 3.0 | fp32 | AMD EPYC (avx2, 2 threads) |" in lines
+    assert "| mean ± std (3 seeds) | | 90.95 ± 0.34% | | | |" in lines
+    assert not any("teacher" in line or line.startswith("| kd") for line in lines)  # one seed: left out
+    every = script("seed_table.py", tmp_path).stdout
+    assert "sepnet_g31; recipe fast with epochs 37; teacher bc18; 45,000 training images, 5,000 val" in every
+
+
+def test_seed_table_refuses_a_seed_recorded_twice(tmp_path):
+    fake_record(tmp_path, "s09", 0, 0.91)
+    fake_record(tmp_path, "s09-again", 0, 0.90)
+    out = script("seed_table.py", tmp_path)
+    assert out.returncode != 0
+    assert "repeat a seed of one configuration: move the one that should not count out of the folder" in out.stderr
+    assert {"s09", "s09-again"} <= set(out.stderr.removeprefix("runs ").split(" repeat")[0].split(", "))

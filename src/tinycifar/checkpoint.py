@@ -194,8 +194,22 @@ def load_weights(model: nn.Module, path: Path | str) -> dict[str, str]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
-    model.load_state_dict(tensors, strict=True)  # names and shapes fit; types are converted
+    _check_kinds(model, path, tensors)
+    model.load_state_dict(tensors, strict=True)  # names, shapes and kinds fit; fp16/bf16 widen to fp32
     return metadata
+
+
+def _check_kinds(model: nn.Module, path: Path | str, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse integer tensors where the network holds floats (and the reverse).
+
+    ``load_state_dict`` would convert them silently: an int8-quantised file of the right
+    shapes would load as garbage and predict at chance, with no error."""
+    for name, mine in model.state_dict().items():
+        theirs = tensors[name]
+        if mine.is_floating_point() != theirs.is_floating_point():
+            raise TinyCifarError(f"{path}: tensor {name} is stored as {str(theirs.dtype).removeprefix('torch.')} "
+                                 f"where the network holds {str(mine.dtype).removeprefix('torch.')}: pass float weights "
+                                 "as `tinycifar train` writes them (int8 models ship as ONNX: `tinycifar export --int8`)")
 
 
 def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
