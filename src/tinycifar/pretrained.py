@@ -152,13 +152,11 @@ def load_forward(model_name: str | None, weights: Path | str | None, onnx: Path 
 
 def weights_metadata(path: Path | str) -> dict[str, str]:
     """A safetensors file's metadata (``model``, ``seed``, ``held_out``...), or {} if it has
-    none or cannot be read: :func:`load_weights` says what is wrong with an unreadable file."""
-    from safetensors import safe_open
-
+    none or cannot be read: :func:`load_weights` says what is wrong with an unreadable file.
+    Read by :func:`weights_header`, so a file over the size cap is not opened."""
     try:
-        with safe_open(str(path), "pt") as f:
-            return f.metadata() or {}
-    except Exception:  # noqa: BLE001 - any failure is reported by load_weights with context
+        return weights_header(path)[1]
+    except TinyCifarError:
         return {}
 
 
