@@ -6,9 +6,11 @@ the machine. A 3-seed figure can so be built from runs of different sessions::
     python benchmarks/seed_table.py benchmarks/results/validation --model sepnet_g31
 
 The files are those ``benchmarks/record.py`` (or ``train_variant.py --record-into``)
-writes. Runs share a configuration when everything in their config but the seed, the
-precision and a time budget is equal (teacher included); precision and device are shown
-per run, since an hour's schedule is run in bf16 on one machine and fp32 on another.
+writes; other JSON files in the folder are skipped. Runs share a configuration when
+everything in their config but the seed, the precision and a time budget is equal (teacher
+and process count included); a recipe recorded before a field existed counts as having
+that field's default, which is off for every field added since. Precision and machine are
+shown per run, since an hour's schedule is run in bf16 on one machine and fp32 on another.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tinycifar.recipe import RECIPE_NAMES, load_recipe
+from tinycifar.recipe import RECIPE_NAMES, load_recipe, recipe_from_dict
 from tinycifar.repeat import summarize
 
 NOT_THE_CONFIGURATION = ("seed", "precision", "time_budget_s")
 
 
 def configuration(config: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in config.items() if k not in NOT_THE_CONFIGURATION}, sort_keys=True)
+    rest = {k: v for k, v in config.items() if k not in NOT_THE_CONFIGURATION}
+    rest["recipe"] = asdict(recipe_from_dict(config["recipe"]))  # old records lack newer (off) fields
+    return json.dumps(rest, sort_keys=True)
 
 
 def describe(config: dict[str, Any]) -> str:
@@ -76,9 +80,21 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [f"| run | seed | {what} acc. | minutes | precision | machine |", "|---|---:|---:|---:|---|---|"]
     for r, acc, secs in zip(runs, s["values"], s["train_seconds"]):
         lines.append(f"| {r['run']} | {r['config']['seed']} | {100 * acc:.2f}% | {secs / 60:.1f} | "
-                     f"{r['metrics'].get('precision', '?')} | {machine(r['environment'])} |")
-    lines.append(f"| mean ± std ({len(runs)} seeds) | | {100 * s['mean']:.2f} ± {100 * s['std']:.2f}% | | | |")
+                     f"{r['metrics'].get('precision', '?')} | {machine(r.get('environment', {}))} |")
+    spread = f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}%" if len(runs) > 1 else "no spread from one seed"
+    lines.append(f"| mean ± std ({len(runs)} seed{'s' if len(runs) > 1 else ''}) | | {spread} | | | |")
     return lines
+
+
+def read(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except ValueError as e:
+        sys.exit(f"{file} is not JSON ({e}): move it out of the folder or record the run again")
+
+
+def is_run(record: Any) -> bool:
+    return isinstance(record, dict) and {"run", "config", "metrics"} <= set(record)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,10 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-seeds", type=int, default=1, help="only configurations with at least this many seeds")
     args = p.parse_args(argv)
     files = sorted(args.folder.glob("*.json"))
-    if not files:
-        sys.exit(f"no recorded runs (*.json) in {args.folder}: pass a folder that benchmarks/record.py wrote into")
-    records = [json.loads(f.read_text()) for f in files]
+    records = [r for r in map(read, files) if is_run(r)]
+    if not records:
+        sys.exit(f"no recorded runs in {args.folder}: pass a folder that benchmarks/record.py wrote into")
     records = [r for r in records if args.model in (None, r["config"]["model"])]
+    if not records:
+        sys.exit(f"no run of model {args.model} in {args.folder}")
     for config, runs in groups(records).items():
         if len(runs) < args.min_seeds:
             continue

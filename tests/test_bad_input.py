@@ -189,10 +189,11 @@ def fastnet_weights(env, metadata: dict[str, str]) -> Path:
     return path
 
 
-def int8_weights(env) -> Path:
-    """tinynet's tensors of the right names and shapes, its float ones stored as int8."""
-    path = env.tmp / "tinynet-int8.safetensors"
-    state = {k: v.to(torch.int8) if v.is_floating_point() else v for k, v in create_model("tinynet").state_dict().items()}
+def recast_weights(env, name: str, floats: torch.dtype, integers: torch.dtype) -> Path:
+    """tinynet's tensors of the right names and shapes, its float ones stored as ``floats``
+    and its integer ones (BatchNorm's counters) as ``integers``."""
+    path = env.tmp / f"{name}.safetensors"
+    state = {k: v.to(floats if v.is_floating_point() else integers) for k, v in create_model("tinynet").state_dict().items()}
     save_file(state, str(path), metadata={"model": "tinynet"})
     return path
 
@@ -363,10 +364,15 @@ CASES = [
     Case("weights-model-args-too-big", lambda e: evaluate(e, weights=fastnet_weights(e, {"model_args": '{"widths": [8, 8, 100000000]}'})), 2,
          r"fastnet\.safetensors: its model_args metadata is not a JSON object of small constructor arguments",
          before_data=True),
-    # load_state_dict would cast int8 to float silently: a model at chance, no error
-    Case("weights-int8-tensors", lambda e: evaluate(e, weights=int8_weights(e)), 2,
-         r"tinynet-int8\.safetensors: tensor \S+ is stored as int8 where the network holds float32: "
-         r"pass float weights as `tinycifar train` writes them", before_data=True),
+    # load_state_dict would cast int8 (or fp8) to float silently: a model at chance, no error
+    Case("weights-int8-tensors", lambda e: evaluate(e, weights=recast_weights(e, "int8", torch.int8, torch.int64)), 2,
+         r"int8\.safetensors: tensor \S+ is stored as I8 where the network holds float32: "
+         r"pass the model\.safetensors of a `tinycifar train` run", before_data=True),
+    Case("weights-fp8-tensors", lambda e: evaluate(e, weights=recast_weights(e, "fp8", torch.float8_e4m3fn, torch.int64)), 2,
+         r"fp8\.safetensors: tensor \S+ is stored as F8_E4M3 where the network holds float32", before_data=True),
+    Case("weights-float-counters", lambda e: evaluate(e, weights=recast_weights(e, "counters", torch.float32, torch.float32)), 2,
+         r"counters\.safetensors: tensor \S+num_batches_tracked is stored as F32 where the network holds int64",
+         before_data=True),
     # --- resuming a run ---
     Case("resume-without-checkpoint", lambda e: train(e, "--resume"), 2,
          r"nothing to resume: no checkpoint \(last\.pt\) in \S+run; start the run without --resume",

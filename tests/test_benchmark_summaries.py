@@ -92,9 +92,9 @@ def test_precision_speed_knows_the_candidate_networks():
 
 
 def fake_record(folder: Path, name: str, seed: int, acc: float, *, precision: str = "fp32",
-                teacher: str | None = None) -> None:
+                teacher: str | None = None, **recipe) -> None:
     """A record as benchmarks/record.py writes it: one run of sepnet_g31, fast recipe, 37 epochs."""
-    config = {"model": "sepnet_g31", "recipe": {"epochs": 37, "batch_size": 256}, "seed": seed,
+    config = {"model": "sepnet_g31", "recipe": {"epochs": 37, "batch_size": 256, **recipe}, "seed": seed,
               "eval_on": "val", "train_images": 45000, "eval_images": 5000, "precision": precision}
     if teacher:
         config["teacher"] = teacher
@@ -110,8 +110,10 @@ def fake_record(folder: Path, name: str, seed: int, acc: float, *, precision: st
 def test_seed_table_assembles_one_configuration_across_machines_and_keeps_teachers_apart(tmp_path):
     fake_record(tmp_path, "a", 0, 0.9126, precision="bf16")
     fake_record(tmp_path, "b", 1, 0.9058, precision="bf16")
-    fake_record(tmp_path, "c", 2, 0.9100)  # another session, fp32 on a CPU: the same configuration
-    fake_record(tmp_path, "kd", 0, 0.9200, teacher="bc18")
+    # another session, fp32 on a CPU, recording a field added since (off): the same configuration
+    fake_record(tmp_path, "c", 2, 0.9100, distill=0.0)
+    fake_record(tmp_path, "kd", 0, 0.9200, teacher="bc18", distill=0.7)
+    (tmp_path / "speed.json").write_text('{"images_per_s": 900}')  # not a run: skipped
     out = script("seed_table.py", tmp_path, "--min-seeds", "2")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -120,8 +122,9 @@ def test_seed_table_assembles_one_configuration_across_machines_and_keeps_teache
     assert "| c | 2 | 91.00% | 3.0 | fp32 | AMD EPYC (avx2, 2 threads) |" in lines
     assert "| mean ± std (3 seeds) | | 90.95 ± 0.34% | | | |" in lines
     assert not any("teacher" in line or line.startswith("| kd") for line in lines)  # one seed: left out
-    every = script("seed_table.py", tmp_path).stdout
-    assert "sepnet_g31; recipe fast with epochs 37; teacher bc18; 45,000 training images, 5,000 val" in every
+    every = script("seed_table.py", tmp_path).stdout.splitlines()
+    assert "sepnet_g31; recipe fast with epochs 37, distill 0.7; teacher bc18; 45,000 training images, 5,000 val" in every
+    assert "| mean ± std (1 seed) | | no spread from one seed | | | |" in every
 
 
 def test_seed_table_refuses_a_seed_recorded_twice(tmp_path):

@@ -16,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
+from safetensors.torch import save_file
 
 import tinycifar.predict as pr
 import tinycifar.pretrained as pt
@@ -393,6 +394,19 @@ def test_load_model_eval_channels_last_and_loaded(weights):
     expected = _varied_tinynet().state_dict()
     for k, v in model.state_dict().items():
         assert torch.equal(v, expected[k]), k
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_load_widened(tmp_path, half):
+    """Weights halved to ship smaller load into the fp32 network (integer counters stay
+    integers); only integer or fp8 floats are refused (test_bad_input)."""
+    path = tmp_path / "half.safetensors"
+    state = {k: v.to(half) if v.is_floating_point() else v for k, v in _varied_tinynet().state_dict().items()}
+    save_file(state, str(path), metadata={"model": "tinynet"})
+    model = pt.load_model("tinynet", path, "cpu")
+    for k, v in model.state_dict().items():
+        assert v.dtype == _varied_tinynet().state_dict()[k].dtype, k
+        assert torch.equal(v, state[k].to(v.dtype)), k
 
 
 def test_missing_shipped_weights_say_pass_weights(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pickle
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 import torch
 import torch.nn as nn
@@ -139,9 +139,21 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None
 MAX_WEIGHTS_BYTES = 64 << 20
 
 
-def weights_header(path: Path | str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """The tensor shapes and the metadata a safetensors file declares, read from its header
-    alone (no tensor data): what :func:`check_fits` compares with a network."""
+# safetensors' names of the floating-point types a network's parameters may be stored in
+# (fp16 and bf16 widen to fp32 on loading); fp8 is left out: it would load as a lossy cast.
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+class WeightsHeader(NamedTuple):
+    """What a safetensors file declares before any tensor is read."""
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, str]  # safetensors' names: F32, I64...
+    metadata: dict[str, str]
+
+
+def weights_header(path: Path | str) -> WeightsHeader:
+    """The tensor shapes, types and metadata a safetensors file declares, read from its
+    header alone (no tensor data): what :func:`check_fits` compares with a network."""
     path = Path(path)
     if not path.is_file():
         raise TinyCifarError(f"weights file {path} does not exist")
@@ -151,11 +163,11 @@ def weights_header(path: Path | str) -> tuple[dict[str, tuple[int, ...]], dict[s
                              f"({MAX_WEIGHTS_BYTES:,}): pass the model.safetensors of a `tinycifar train` run")
     try:
         with safe_open(str(path), "pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            metadata = f.metadata() or {}
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            return WeightsHeader({k: tuple(v.get_shape()) for k, v in slices.items()},
+                                 {k: v.get_dtype() for k, v in slices.items()}, f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
-    return shapes, metadata
 
 
 def state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -163,53 +175,53 @@ def state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def check_fits(model: nn.Module, path: Path | str, shapes: dict[str, tuple[int, ...]],
-               metadata: dict[str, str], recorded_args: dict[str, Any] | None = None) -> None:
-    """Refuse weights whose tensor names or shapes are not ``model``'s, before any is read.
+def check_fits(model: nn.Module, path: Path | str, header: WeightsHeader,
+               recorded_args: dict[str, Any] | None = None) -> None:
+    """Refuse weights whose tensor names, shapes or kinds (float or integer) are not
+    ``model``'s, before any is read.
 
     ``model`` may live on the meta device: that is how ``recorded_args``, the constructor
     arguments the file itself records, are checked before a network of their size is
     allocated."""
     expected = state_shapes(model)
-    if expected == shapes:
-        return
+    if expected != header.shapes:
+        _refuse_shapes(path, expected, header, recorded_args)
+    # load_state_dict would cast an integer tensor into a float parameter silently: an
+    # int8-quantised file of the right shapes would load as a model at chance, with no error.
+    for name, mine in model.state_dict().items():
+        stored = header.dtypes[name]
+        if mine.is_floating_point() != (stored in FLOAT_DTYPES):
+            raise TinyCifarError(f"{path}: tensor {name} is stored as {_clip(stored)} where the network holds "
+                                 f"{str(mine.dtype).removeprefix('torch.')}: pass the model.safetensors of a "
+                                 "`tinycifar train` run (int8 models ship as ONNX: `tinycifar export --int8`)")
+
+
+def _refuse_shapes(path: Path | str, expected: dict[str, tuple[int, ...]], header: WeightsHeader,
+                   recorded_args: dict[str, Any] | None) -> NoReturn:
+    metadata = header.metadata
     if recorded_args:  # then no --model can fix it: the file contradicts itself
         raise TinyCifarError(f"{path}: model {metadata.get('model')} built with the arguments it records "
                              f"({_clip(json.dumps(recorded_args))}) does not fit its tensors; the file was "
                              "not written by `tinycifar train`")
     arch = metadata.get("model")
     saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
-    fits = _models_that_fit(shapes)
+    fits = _models_that_fit(header.shapes)
     fix = f"pass --model {' or '.join(fits)}" if fits else "pass the --model they were trained with"
     raise TinyCifarError(f"{path} holds weights {saved} that do not fit this architecture "
-                         f"({_mismatch(expected, shapes)}): {fix}")
+                         f"({_mismatch(expected, header.shapes)}): {fix}")
 
 
 def load_weights(model: nn.Module, path: Path | str) -> dict[str, str]:
     """Load safetensors weights into ``model``; returns the file's metadata."""
-    shapes, metadata = weights_header(path)
-    check_fits(model, path, shapes, metadata)
+    header = weights_header(path)
+    check_fits(model, path, header)
     try:
         with safe_open(str(path), "pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
-    _check_kinds(model, path, tensors)
     model.load_state_dict(tensors, strict=True)  # names, shapes and kinds fit; fp16/bf16 widen to fp32
-    return metadata
-
-
-def _check_kinds(model: nn.Module, path: Path | str, tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse integer tensors where the network holds floats (and the reverse).
-
-    ``load_state_dict`` would convert them silently: an int8-quantised file of the right
-    shapes would load as garbage and predict at chance, with no error."""
-    for name, mine in model.state_dict().items():
-        theirs = tensors[name]
-        if mine.is_floating_point() != theirs.is_floating_point():
-            raise TinyCifarError(f"{path}: tensor {name} is stored as {str(theirs.dtype).removeprefix('torch.')} "
-                                 f"where the network holds {str(mine.dtype).removeprefix('torch.')}: pass float weights "
-                                 "as `tinycifar train` writes them (int8 models ship as ONNX: `tinycifar export --int8`)")
+    return header.metadata
 
 
 def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:

@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tinycifar.checkpoint import atomic_write
+from tinycifar.checkpoint import FLOAT_DTYPES, atomic_write
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits
 
 KEY = "probs"
 MAX_FILE_BYTES = 64 << 20  # a file for 50,000 images is 1 MB; refuse anything that could exhaust memory
 SUM_TOLERANCE = 1e-2  # float16 rounding of ten probabilities
-FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names, read before the tensor is
 
 
 def model_probs(models: list[torch.nn.Module], images: torch.Tensor, dev: torch.device,

@@ -60,7 +60,8 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
             )
     else:
         path = Path(weights)
-    shapes, metadata = weights_header(path)
+    header = weights_header(path)
+    metadata = header.metadata
     saved_as = metadata.get("model")
     if saved_as is not None and saved_as != model_name:
         raise TinyCifarError(
@@ -73,7 +74,7 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
             shell = build_model(model_name, model_args)
     except TinyCifarError as e:
         raise TinyCifarError(f"{path}: {e}; the file was not written by `tinycifar train`") from None
-    check_fits(shell, path, shapes, metadata, recorded_args=model_args)
+    check_fits(shell, path, header, recorded_args=model_args)
     model = build_model(model_name, model_args)
     load_weights(model, path)
     return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
@@ -155,7 +156,7 @@ def weights_metadata(path: Path | str) -> dict[str, str]:
     none or cannot be read: :func:`load_weights` says what is wrong with an unreadable file.
     Read by :func:`weights_header`, so a file over the size cap is not opened."""
     try:
-        return weights_header(path)[1]
+        return weights_header(path).metadata
     except TinyCifarError:
         return {}
 
