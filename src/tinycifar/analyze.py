@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinycifar.cli import add_data_flag
 from tinycifar.data import CLASSES, channel_stats, load_cifar10
 from tinycifar.paths import writable_dir
 from tinycifar.figures import new_figure, save_figure
@@ -18,11 +19,7 @@ _GAP = 2  # white pixels between tiles
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="folder holding cifar-10-batches-py/ (default: $TINYCIFAR_DATA, else the user cache dir)",
-    )
+    add_data_flag(parser)
     parser.add_argument("--out", metavar="DIR", default="analysis", help="where to write the figures (default: analysis)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10 if it is missing")
 

@@ -46,6 +46,17 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
     return parse
 
 
+def add_data_flag(parser: argparse.ArgumentParser, use: str = "") -> None:
+    """``--data-dir``, the same in every command; ``use`` says what the command reads it for."""
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help=f"folder holding cifar-10-batches-py/{use} (default: $TINYCIFAR_DATA, else the user cache dir)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run (default: auto, a CUDA GPU when torch sees one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinycifar",

@@ -132,6 +132,7 @@ def check_teacher(distill: float, teacher_given: bool) -> None:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
+    from tinycifar.cli import add_data_flag, add_device_flag
     from tinycifar.precision import add_precision_flag
 
     p.add_argument("--weights", type=Path, action="append", required=True, metavar="FILE",
@@ -142,8 +143,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=int, default=0, metavar="N",
                    help="also report each model's accuracy on the N held-out images of `train --val-split N` "
                         "(the file always covers all 50,000 training images)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    add_device_flag(p)
+    add_data_flag(p)
     add_precision_flag(p)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tinycifar.cli import whole_number
+from tinycifar.cli import add_data_flag, add_device_flag, whole_number
 from tinycifar.data import CLASSES, load_cifar10
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
@@ -176,12 +176,11 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     add_weights_flags(p)
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="CIFAR-10 location (default: $TINYCIFAR_DATA or the user cache dir)")
+    add_data_flag(p)
     p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
                    help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
                         "with ONNX Runtime instead of PyTorch weights")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(p)
     add_precision_flag(p)
     p.add_argument("--tta", action="store_true",
                    help="also report accuracy with horizontal-flip test-time augmentation")

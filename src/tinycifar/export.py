@@ -215,7 +215,7 @@ def int8_path(path: Path) -> Path:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from tinycifar.cli import whole_number
+    from tinycifar.cli import add_data_flag, whole_number
 
     add_weights_flags(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE.onnx",
@@ -226,8 +226,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help=f"training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES})")
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHOD,
                    help=f"how activation ranges are set from them (default: {CALIBRATION_METHOD})")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="CIFAR-10 location, for the check and the calibration (default: $TINYCIFAR_DATA or cache)")
+    add_data_flag(p, ", for the check and the calibration")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from tinycifar.cli import whole_number
+from tinycifar.cli import add_device_flag, whole_number
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.precision import add_precision_flag
@@ -174,7 +174,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_weights_flags(p)
     p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
                    help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(p)
     add_precision_flag(p)
     p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
 

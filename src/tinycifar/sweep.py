@@ -292,7 +292,7 @@ def _params(model: str, model_args: dict[str, Any]) -> int:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from tinycifar.cli import whole_number
+    from tinycifar.cli import add_data_flag, add_device_flag, whole_number
 
     p.add_argument("space", type=Path, help="the search space, a TOML file (see docs/sweep-example.toml)")
     p.add_argument("--study", default="sweep", help="study name: workers with the same storage and name join it")
@@ -305,8 +305,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="worker processes on this machine; the cores are split between them (default: 1)")
     p.add_argument("--out", type=Path, default=Path("sweeps/sweep"), metavar="DIR",
                    help="trial runs, worker logs, the table, plots and best.toml (default: sweeps/sweep)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    add_device_flag(p)
+    add_data_flag(p)
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set for workers
 
 

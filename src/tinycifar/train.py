@@ -37,6 +37,7 @@ from tinycifar.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from tinycifar.cli import add_data_flag, add_device_flag
 from tinycifar.data import split_indices, train_size
 from tinycifar.distill import (
     blend,
@@ -405,12 +406,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(p)
     p.add_argument("--val-split", type=int, default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test set "
                         "(use for any tuning); 0 trains on all 50,000 (default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--data-dir", default=None, help="CIFAR-10 location (default: $TINYCIFAR_DATA or cache)")
+    add_data_flag(p)
     add_precision_flag(p)
     p.add_argument("--time", default=None, metavar="DURATION",
                    help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
