@@ -170,6 +170,20 @@ def _check_results(out: Path) -> None:
     assert parse_model_args(json.dumps(model_args)) == {"widths": [16, 24, 32]}  # as train reads it
 
 
+def test_workers_run_where_and_on_what_the_sweep_was_told(tmp_path, monkeypatch):
+    from tinycifar import cli, sweep
+
+    spawned = []
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **kwargs: spawned.append(cmd))
+    args = cli.build_parser().parse_args(["sweep", "docs/sweep-example.toml", "--out", str(tmp_path),
+                                          "--device", "cpu", "--data-dir", "/data/cifar"])
+    sweep._spawn(args, 1, threads=1)
+    (cmd,) = spawned
+    assert cmd[cmd.index("--device") + 1] == "cpu"  # before, a worker took auto: the GPU if one was there
+    assert cmd[cmd.index("--data-dir") + 1] == "/data/cifar"
+    assert cmd[cmd.index("--worker-index") + 1] == "1"
+
+
 @pytest.mark.slow
 @needs_real_data
 def test_sweep_on_a_journal_survives_a_killed_worker(tmp_path):

@@ -209,7 +209,8 @@ def account_for_dead(study: Any, worker: str) -> list[int]:
 
 def _spawn(args: argparse.Namespace, index: int, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tinycifar", "sweep", str(args.space), "--study", args.study,
-           "--trials", str(args.trials), "--out", str(args.out), "--worker-index", str(index)]
+           "--trials", str(args.trials), "--out", str(args.out), "--worker-index", str(index),
+           "--device", args.device]
     if args.storage:
         cmd += ["--storage", args.storage]
     if args.data_dir:
