@@ -22,15 +22,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tinycifar.recipe import RECIPE_NAMES, load_recipe, recipe_from_dict
+from tinycifar.recipe import RECIPE_NAMES, load_recipe
+from tinycifar.train import with_recipe_defaults
 from tinycifar.repeat import summarize
 
 NOT_THE_CONFIGURATION = ("seed", "precision", "time_budget_s")
 
 
 def configuration(config: dict[str, Any]) -> str:
-    rest = {k: v for k, v in config.items() if k not in NOT_THE_CONFIGURATION}
-    rest["recipe"] = asdict(recipe_from_dict(config["recipe"]))  # old records lack newer (off) fields
+    # old records lack the recipe fields added since: completed as a resumed run's config is
+    rest = {k: v for k, v in with_recipe_defaults(config).items() if k not in NOT_THE_CONFIGURATION}
     return json.dumps(rest, sort_keys=True)
 
 
@@ -55,9 +56,8 @@ def describe(config: dict[str, Any]) -> str:
 def machine(environment: dict[str, Any]) -> str:
     if environment.get("device") == "cuda":
         return environment.get("cuda") or "CUDA GPU"
-    flags = set(environment.get("cpu_flags", []))
-    kind = "avx512_bf16" if "avx512_bf16" in flags else "avx512" if "avx512f" in flags else "avx2"
-    return f"{environment.get('cpu', 'CPU')} ({kind}, {environment.get('threads')} threads)"
+    flags = ", ".join(environment.get("cpu_flags", []))
+    return f"{environment.get('cpu', 'CPU')} ({flags}, {environment.get('threads')} threads)"
 
 
 def groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

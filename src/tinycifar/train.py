@@ -154,7 +154,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def _with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
+def with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config, its recipe completed with fields added since the run began: each new
     field's default is the behaviour before it existed, so such a run still resumes."""
     try:
@@ -239,7 +239,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     start_epoch = 0
     if resume:
         state = load_checkpoint(run_dir)
-        if _with_recipe_defaults(state["config"]) != config:
+        if with_recipe_defaults(state["config"]) != config:
             raise TinyCifarError(f"--resume: the run in {run_dir} was started with a different "
                                  "configuration (model, recipe, seed, data or precision); resume it "
                                  "with the same options, or start a new run in another --out")
