@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--candidates", action="store_true",
-                   help="also know the networks of benchmarks/train_variant.py (sepnet_hires, sepnet_g31, mixernet, ...)")
+                   help="also know the networks of benchmarks/train_variant.py (sepnet_hires, mixernet, ...)")
     args = p.parse_args()
     if args.candidates:
         sys.path.insert(0, str(Path(__file__).parent))

@@ -2,7 +2,8 @@
 
 The validation runs in ``benchmarks/results/validation/`` that tried another shape of
 fastnet (the fast recipe's search) or another network (the search for the ``best`` recipe,
-issue #8) ran through this script; the zoo keeps only winners::
+issue #8) ran through this script; the zoo keeps only winners (``sepnet_g31``, issue #8's
+s09, moved there; this script still trains it, as any zoo model)::
 
     python benchmarks/train_variant.py --threads 1 train --model fastnet_s2c --recipe fast \\
         --epochs 12 --warmup-epochs 2.4 --val-split 5000 --out runs/v03a
@@ -23,9 +24,10 @@ import torch
 import torch.nn as nn
 
 from tinycifar import cli
-from tinycifar.layers import ConvPoolGroup, DepthwiseSeparableConv, Residual
+from tinycifar.layers import ConvPoolGroup, DepthwiseSeparableConv
 from tinycifar.models import register_model
 from tinycifar.models.fastnet import FastNet
+from tinycifar.models.sepnet import SepNet
 
 
 def with_gelu(model: nn.Module) -> nn.Module:
@@ -35,30 +37,6 @@ def with_gelu(model: nn.Module) -> nn.Module:
         else:
             with_gelu(child)
     return model
-
-
-class SepNet(FastNet):
-    """fastnet's stem and first group, then depthwise-separable residual stages.
-
-    fastnet spends two thirds of its parameters on two full 3×3 convolutions at 7×7 and
-    3×3, which caps its width at 64. A separable convolution costs ``9c + c²`` instead of
-    ``9c²``: the same parameters buy more than twice the width and residual blocks.
-    ``pools[i]`` false keeps stage ``i`` at the resolution before it (more MACs);
-    ``group_pool`` false keeps the first group at the stem's 31×31.
-    """
-
-    def __init__(self, num_classes: int = 10, widths=(32, 80, 144), depths=(2, 2),
-                 pools=(True, True), group_pool: bool = True) -> None:
-        super().__init__(num_classes)
-        w1, w2, w3 = widths
-        stages = [ConvPoolGroup(self.whiten.out_channels, w1, pool=group_pool)]
-        for c_in, c_out, blocks, pool in zip((w1, w2), (w2, w3), depths, pools):
-            stages.append(nn.Sequential(
-                DepthwiseSeparableConv(c_in, c_out),
-                nn.MaxPool2d(2) if pool else nn.Identity(),
-                *[Residual(DepthwiseSeparableConv(c_out, c_out)) for _ in range(blocks)]))
-        self.features = nn.Sequential(nn.ReLU(inplace=True), *stages)
-        self.classifier = nn.Linear(w3, num_classes, bias=False)
 
 
 class MixerBlock(nn.Module):
@@ -115,9 +93,6 @@ VARIANTS = {
     "sepnet": SepNet,
     # issue #8's candidate "sepnet-hires": sepnet's first separable stage unpooled: 17.8 M MACs
     "sepnet_hires": lambda n: SepNet(n, pools=(False, True)),
-    # issue #8's s09: sepnet with its first group at 31x31, so the first separable conv runs
-    # there too (80 wide at 15x15, 144 at 7x7 after it): 26.6 M MACs
-    "sepnet_g31": lambda n: SepNet(n, group_pool=False),
     # issue #8: MetaFormer blocks with BatchNorm, three at 15x15 and two at 7x7: 18.6 M MACs
     "mixernet": MixerNet,
 }

@@ -478,7 +478,7 @@ CASES = [
          r"argument --device: invalid choice: 'tpu'", before_data=True),
     # --- recipes ---
     Case("recipe-missing", lambda e: train(e, "--recipe", "missing.toml"), 2,
-         r"recipe 'missing\.toml' is neither a packaged recipe \(classic, fast\) nor an existing TOML file",
+         r"recipe 'missing\.toml' is neither a packaged recipe \(classic, fast, long\) nor an existing TOML file",
          before_data=True),
     Case("recipe-unknown-key", lambda e: train(e, "--recipe", recipe_file(e, "learning_rate = 0.1\n")), 2,
          r"recipe\.toml: unknown key\(s\) learning_rate; known keys: epochs, batch_size, lr", before_data=True),

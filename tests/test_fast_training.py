@@ -87,6 +87,13 @@ def test_recipe_refuses_two_kinds_of_averaging_and_bad_new_fields():
         Recipe(bias_lr_scale=0.0)
 
 
+def test_long_recipe_is_the_fast_one_for_37_epochs():
+    """What long.toml says of itself: only the schedule's length differs (warm-up too stays)."""
+    import dataclasses
+
+    assert load_recipe("long") == dataclasses.replace(load_recipe("fast"), epochs=37)
+
+
 def test_packaged_fast_recipe_loads():
     r = load_recipe("fast")
     assert r.alt_flip and r.lookahead and r.epochs < Recipe().epochs
@@ -138,6 +145,15 @@ def test_bf16_run_records_its_precision(tmp_path, tiny_data):
     env = json.loads((tmp_path / "environment.json").read_text())
     assert metrics["precision"] == env["precision"] == "bf16"
     assert env["cpu"] and "cpu_flags" in env
+    # the run evaluated in fp32, as `tinycifar evaluate` does: its figures are the weights'
+    # own on any machine (a bf16 forward moves the loss by far more than this tolerance)
+    from tinycifar.inference import predict_logits
+    from tinycifar.pretrained import load_model
+
+    logits = predict_logits(load_model("tinynet", tmp_path / "model.safetensors", "cpu"), test_images[:20], "cpu")
+    assert nn.functional.cross_entropy(logits, test_labels[:20]).item() == pytest.approx(
+        metrics["final_test_loss"], abs=1e-6)
+    assert (logits.argmax(1) == test_labels[:20]).float().mean().item() == pytest.approx(metrics["final_test_acc"])
 
 
 # --- time budget -------------------------------------------------------------------------
@@ -268,6 +284,7 @@ def test_each_model_trains_with_its_own_packaged_recipe():
     from tinycifar.recipe import RECIPE_NAMES
 
     assert model_recipe("fastnet") == "fast" and model_recipe("tinynet") == "classic"
+    assert model_recipe("sepnet_g31") == "long"
     assert all(model_recipe(m) in RECIPE_NAMES for m in list_models())
 
 

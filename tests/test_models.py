@@ -43,7 +43,7 @@ def test_every_block_of_layers_py_is_in_the_list_above():
 
 def test_registry_order():
     names = list_models()
-    assert names[:2] == ["fastnet", "tinynet"]
+    assert names[:3] == ["fastnet", "sepnet_g31", "tinynet"]  # the default, then the most accurate
     assert names[-2:] == ["resnet8", "seed"]
     for name in ("dilatednet", "senet", "unshufflenet"):
         assert 0 < names.index(name) < names.index("resnet8")
@@ -147,8 +147,10 @@ def summaries():
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "seed"])
 def test_model_macs_moderate(name, summaries):
+    # sepnet_g31's 26.6 M train for 37 epochs in about 22 min on a 2-core bf16 CPU; much
+    # more and a model leaves the project's niche (an hour on a laptop CPU)
     s = summaries[name]
-    assert 5e6 < s.macs <= 25e6
+    assert 5e6 < s.macs <= 30e6
     assert s.macs_not_counted == []
 
 

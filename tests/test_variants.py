@@ -60,10 +60,11 @@ def test_mixer_block_starts_as_the_identity(variants):
 
 
 def test_a_candidate_trains_in_the_loop(variants, tmp_path, tiny_data):
-    metrics = fit("sepnet", Recipe(epochs=2, batch_size=32, lr=0.1, warmup_epochs=0.5, cutmix=1.0), tmp_path,
+    # 4 epochs: after 2 the colour classes were learnt on one CPU and not on another (0.18)
+    metrics = fit("sepnet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=0.5, cutmix=1.0), tmp_path,
                   *tiny_data, device="cpu", progress=False, log=lambda *_: None,
                   model_args={"pools": [False, True]})
-    assert metrics["model"] == "sepnet" and metrics["final_test_acc"] > 0.2
+    assert metrics["model"] == "sepnet" and metrics["final_test_acc"] > 0.3
 
 
 def test_a_finished_run_lands_in_the_results_folder(variants, tmp_path, fake_root):

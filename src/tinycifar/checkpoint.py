@@ -211,9 +211,10 @@ def _refuse_shapes(path: Path | str, expected: dict[str, tuple[int, ...]], heade
                          f"({_mismatch(expected, header.shapes)}): {fix}")
 
 
-def load_weights(model: nn.Module, path: Path | str) -> dict[str, str]:
-    """Load safetensors weights into ``model``; returns the file's metadata."""
-    header = weights_header(path)
+def load_weights(model: nn.Module, path: Path | str, header: WeightsHeader | None = None) -> dict[str, str]:
+    """Load safetensors weights into ``model``; returns the file's metadata. ``header`` is
+    the file's :func:`weights_header` where the caller has read it already."""
+    header = weights_header(path) if header is None else header
     check_fits(model, path, header)
     try:
         with safe_open(str(path), "pt") as f:

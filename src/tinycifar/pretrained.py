@@ -76,7 +76,7 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
         raise TinyCifarError(f"{path}: {e}; the file was not written by `tinycifar train`") from None
     check_fits(shell, path, header, recorded_args=model_args)
     model = build_model(model_name, model_args)
-    load_weights(model, path)
+    load_weights(model, path, header)
     return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
 
 

@@ -105,7 +105,7 @@ class Recipe:
         return self
 
 
-RECIPE_NAMES = ("classic", "fast")
+RECIPE_NAMES = ("classic", "fast", "long")
 
 
 def load_recipe(name_or_path: str | Path = "classic") -> Recipe:

@@ -56,7 +56,8 @@ from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe
 from tinycifar.paths import writable_dir
 from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
-from tinycifar.recipe import Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict
+from tinycifar.recipe import (RECIPE_NAMES, Recipe, add_recipe_flags, apply_overrides, load_recipe,
+                              recipe_from_dict)
 
 if TYPE_CHECKING:
     from tinycifar.budget import Plan
@@ -280,8 +281,10 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
         if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+            # in fp32 whatever the training precision: the accuracy a run reports is then the
+            # one `tinycifar evaluate` (fp32) reproduces from its weights on any machine
             row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
-                averager.final(model), eval_data, dev, precision)
+                averager.final(model), eval_data, dev)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -345,11 +348,10 @@ def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, 
     return dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
 
 
-def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device,
-                      precision: str = "fp32") -> tuple[float, float]:
+def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device) -> tuple[float, float]:
     from tinycifar.evaluate import metrics_from_logits  # the one definition of accuracy
 
-    logits = predict_logits(model, data[0], dev, precision=precision)
+    logits = predict_logits(model, data[0], dev)
     return F.cross_entropy(logits, data[1]).item(), metrics_from_logits(logits, data[1])["accuracy"]
 
 
@@ -400,8 +402,8 @@ def _write_json(path: Path, value: Any) -> None:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     p.add_argument("--recipe", default=None,
-                   help="packaged recipe (classic, fast) or a TOML file (default: the model's own, "
-                        "fast for fastnet, classic for the others)")
+                   help=f"packaged recipe ({', '.join(RECIPE_NAMES)}) or a TOML file (default: the model's "
+                        "own: fast for fastnet, long for sepnet_g31, classic for the others)")
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
     p.add_argument("--seed", type=int, default=0)

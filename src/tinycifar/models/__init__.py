@@ -77,6 +77,7 @@ def _check(name: str) -> None:
 # Importing the entry modules fills the registry (order = README table order).
 # isort: off
 from tinycifar.models import fastnet  # noqa: E402,F401
+from tinycifar.models import sepnet  # noqa: E402,F401
 from tinycifar.models import tinynet  # noqa: E402,F401
 from tinycifar.models import dilatednet  # noqa: E402,F401
 from tinycifar.models import senet  # noqa: E402,F401
