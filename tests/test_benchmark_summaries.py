@@ -117,13 +117,13 @@ def test_seed_table_assembles_one_configuration_across_machines_and_keeps_teache
     out = script("seed_table.py", tmp_path, "--min-seeds", "2")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "sepnet_g31; recipe fast with epochs 37; 45,000 training images, 5,000 val"
+    assert lines[0] == "sepnet_g31; recipe long; 45,000 training images, 5,000 val"  # the packaged one it is
     assert "| a | 0 | 91.26% | 1.0 | bf16 | NVIDIA H100 |" in lines
     assert "| c | 2 | 91.00% | 3.0 | fp32 | AMD EPYC (avx2, 2 threads) |" in lines
     assert "| mean ± std (3 seeds) | | 90.95 ± 0.34% | | | |" in lines
     assert not any("teacher" in line or line.startswith("| kd") for line in lines)  # one seed: left out
     every = script("seed_table.py", tmp_path).stdout.splitlines()
-    assert "sepnet_g31; recipe fast with epochs 37, distill 0.7; teacher bc18; 45,000 training images, 5,000 val" in every
+    assert "sepnet_g31; recipe long with distill 0.7; teacher bc18; 45,000 training images, 5,000 val" in every
     assert "| mean ± std (1 seed) | | no spread from one seed | | | |" in every
 
 
