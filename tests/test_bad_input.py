@@ -17,16 +17,20 @@ asserted at command level in test_predict.py and are not repeated here.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
 import re
 import socket
+import tracemalloc
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -66,6 +70,7 @@ class Case:
     malicious: bool = False  # env.payload holds a live pickle payload: prove it did not run
     check: Callable[[SimpleNamespace], None] | None = None  # extra assertions afterwards
     marks: tuple = ()
+    max_mb: float | None = None  # the most the command may allocate (tracemalloc: Python and numpy)
 
 
 # ---------------------------------------------------------------- argv builders
@@ -237,6 +242,195 @@ def file_in_the_way(env) -> Path:
     return blocker / "run"
 
 
+# ---------------------------------------------------------------- files from a stranger, run folders
+
+
+def png(env) -> str:
+    from PIL import Image
+
+    path = env.tmp / "cat.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(path)
+    return str(path)
+
+
+def onnx_reading_a_file(env, where: str) -> Path:
+    """A contract-keeping ONNX classifier (mean colour times a 3×10 matrix) whose matrix is
+    external data in ``secret.bin`` beside it, kept in a ``Constant`` node, in a subgraph's
+    initializer or as a sparse initializer: ONNX Runtime would read the file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    (env.tmp / "secret.bin").write_bytes(np.arange(30, dtype=np.float32).tobytes())
+    def external(name: str, dims: list[int]) -> TensorProto:
+        t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims, data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", "secret.bin"), ("offset", "0"), ("length", str(4 * math.prod(dims)))):
+            t.external_data.add(key=key, value=value)
+        return t
+
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["colour"])]
+    initializers, sparse = [], []
+    if where == "constant":
+        nodes.append(helper.make_node("Constant", [], ["w"], value=external("w_value", [3, 10])))
+    elif where == "subgraph":
+        branch = helper.make_graph([helper.make_node("Identity", ["w_sub"], ["w"])], "branch", [],
+                                   [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 10])],
+                                   initializer=[external("w_sub", [3, 10])])
+        nodes += [helper.make_node("Constant", [], ["yes"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
+                  helper.make_node("If", ["yes"], ["w"], then_branch=branch, else_branch=branch)]
+    else:
+        indices = helper.make_tensor("idx", TensorProto.INT64, [30], list(range(30)))
+        sparse.append(helper.make_sparse_tensor(external("w", [30]), indices, [3, 10]))
+    nodes.append(helper.make_node("MatMul", ["colour", "w"], ["logits"]))
+    graph = helper.make_graph(nodes, "reads-a-file",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+                              initializer=initializers, sparse_initializer=sparse)
+    path = env.tmp / "reads-a-file.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return path
+
+
+def link_to(env, target: str, name: str = "model.onnx") -> Path:
+    path = env.tmp / name
+    path.symlink_to(target)
+    return path
+
+
+def fifo(env, name: str = "model.onnx") -> Path:
+    path = env.tmp / name
+    os.mkfifo(path)
+    return path
+
+
+def deflated_checkpoint(env) -> Path:
+    """A real checkpoint whose 64 MB tensor is re-zipped deflated: ~64 KB on disk."""
+    out = env.tmp / "run"
+    out.mkdir()
+    plain = env.tmp / "plain.pt"
+    torch.save({"model": {"w": torch.zeros(16 << 20)}, "epoch": 0}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(out / LAST, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    plain.unlink()
+    return out
+
+
+def checkpoint_of(env, state: dict) -> Path:
+    out = env.tmp / "run"
+    out.mkdir()
+    torch.save(state, out / LAST)
+    return out
+
+
+def shared_history(env) -> Path:
+    """A checkpoint whose history rows nest one list by shared reference, 10^12 items once
+    expanded (a few hundred bytes in the pickle): a resume writes history to the log."""
+    bomb: list = [0.0] * 100
+    for _ in range(5):
+        bomb = [bomb] * 100
+    return checkpoint_of(env, {"model": {}, "optimizer": {}, "scheduler": {}, "averager": {}, "epoch": 0,
+                               "config": {}, "history": [{"train_loss": bomb}]})
+
+
+def finished_run(env) -> Path:
+    """A folder holding a finished run's files, their bytes kept in ``env.before``."""
+    out = env.tmp / "run"
+    out.mkdir()
+    for name in ("config.json", "log.jsonl", "metrics.json", "last.pt", "previous.pt", "model.safetensors"):
+        (out / name).write_bytes(f"the first run's {name}".encode())
+    env.before = {p.name: p.read_bytes() for p in out.iterdir()}
+    return out
+
+
+def unchanged(env) -> None:
+    """The first run's files, byte for byte, and no lock left behind by the refused command."""
+    same_bytes(env)
+    assert not (env.tmp / "run" / ".tinycifar.lock").exists()
+
+
+def same_bytes(env) -> None:
+    out = env.tmp / "run"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in env.before} == env.before
+
+
+def locked(env) -> Path:
+    """A run folder whose lock a live writer holds (another open file of this process)."""
+    import fcntl
+
+    out = finished_run(env)
+    fd = os.open(out / ".tinycifar.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"host pid 4242 since then\n")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    env.monkeypatch.setattr(env, "lock_fd", fd, raising=False)
+    return out
+
+
+def still_locked(env) -> None:
+    assert (env.tmp / "run" / ".tinycifar.lock").read_bytes() == b"host pid 4242 since then\n"
+    os.close(env.lock_fd)
+
+
+def disk_full_at_epoch(env, epoch: int) -> Path:
+    """torch.save fails as on a full disk (torch's own error) when epoch ``epoch``'s
+    checkpoint is written; the epochs before it were saved."""
+    real, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            Path(f).write_bytes(b"PK half a file")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed")
+        return real(obj, f, *args, **kwargs)
+
+    env.monkeypatch.setattr(torch, "save", save)
+    return fake_data(env)
+
+
+def first_epoch_kept(env) -> None:
+    state = load_checkpoint(env.tmp / "run")
+    assert state["epoch"] == 0 and len(state["history"]) == 1
+    assert not list((env.tmp / "run").glob("*.tmp"))
+
+
+def repeat(env, *train_options: str, seeds: tuple[str, ...] = ("0",)) -> list[str]:
+    return ["repeat", "--seeds", *seeds, "--out", str(env.tmp / "rep"), "--", "--data-dir", str(env.no_data),
+            *train_options]
+
+
+def repeat_runs(env, metrics: dict[int, str], config_seed: dict[int, int] | None = None) -> list[str]:
+    """Seed folders holding finished runs: ``metrics`` text for each, and configs whose seed
+    is ``config_seed`` (as a copied folder would have)."""
+    for seed, text in metrics.items():
+        folder = env.tmp / "rep" / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(text)
+        own = (config_seed or {}).get(seed, seed)
+        (folder / "config.json").write_text(json.dumps({"model": "fastnet", "seed": own}))
+    return repeat(env, seeds=tuple(map(str, metrics)))
+
+
+def finished(seed: int) -> str:
+    return json.dumps({"model": "fastnet", "seed": seed, "final_test_acc": 0.5, "train_seconds": 1.0})
+
+
+def with_env(env, name: str, value: str) -> None:
+    env.monkeypatch.setenv(name, value)
+
+
+def nested_labels(env):
+    """Labels as a list nested by shared reference: 10^10 integers once np.asarray
+    expands them, a few hundred bytes in the pickle."""
+    def mutate(path: Path):
+        bomb: list = [0] * 100
+        for _ in range(4):
+            bomb = [bomb] * 100
+        set_batch_key(b"labels", bomb)(path)
+
+    return mutate
+
+
 # ---------------------------------------------------------------- extra checks
 
 
@@ -344,7 +538,7 @@ CASES = [
     Case("weights-missing", lambda e: evaluate(e, weights=e.tmp / "nope.safetensors"), 2,
          r"weights file \S+nope\.safetensors does not exist", before_data=True),
     Case("weights-too-large", lambda e: evaluate(e, weights=sparse_file(e, "big.safetensors", (64 << 20) + 1)), 2,
-         r"big\.safetensors is 67,108,865 bytes, more than tinycifar loads as weights \(67,108,864\): "
+         r"big\.safetensors is 67,108,865 bytes, more than tinycifar reads \(67,108,864\): "
          r"pass the model\.safetensors of a `tinycifar train` run", before_data=True),
     # arguments of 4,096 channels (GBs) are checked on the meta device, unallocated
     Case("weights-model-args-that-do-not-fit",
@@ -383,12 +577,13 @@ CASES = [
          r".*GLOBAL posix\.system.*\); nothing in it was run", malicious=True),
     Case("resume-malicious-last-pt-bare-pickle",
          lambda e: train(e, "--resume", data_dir=fake_data(e), out=evil_file(e, f"run/{LAST}", False).parent), 2,
-         r"\S+last\.pt is not a safe tinycifar checkpoint \(refused to unpickle: .*\); nothing in it was run",
+         r"\S+last\.pt is corrupt or not a tinycifar checkpoint \(not a torch\.save zip .*\); nothing in it was "
+         r"read or run",
          malicious=True),
     Case("resume-last-and-previous-corrupt",
          lambda e: train(e, "--resume", data_dir=fake_data(e), out=run_dir(e, last=garbage, previous=truncate)), 2,
          r"no usable checkpoint in \S+run: \S+last\.pt is corrupt or not a tinycifar checkpoint \(.*; "
-         r"\S+previous\.pt is corrupt or truncated"),
+         r"\S+previous\.pt is corrupt"),
     # --- nonsense train options: refused before any data is read ---
     Case("train-epochs-negative", lambda e: train(e, "--epochs", "-1"), 2,
          r"bad recipe: epochs must be at least 1 \(got -1\)", before_data=True),
@@ -454,7 +649,7 @@ CASES = [
          r"holds rows that are not probabilities", before_data=True),
     Case("train-teacher-huge", lambda e: train(e, "--teacher", teacher_file(e, size=(64 << 20) + 1),
                                                "--distill", "0.5"), 2,
-         r"is 67,108,865 bytes, more than a soft-labels file can be", before_data=True),
+         r"is 67,108,865 bytes, more than tinycifar reads \(67,108,864\): write one with `tinycifar soft-labels`", before_data=True),
     Case("train-teacher-garbage", lambda e: train(e, "--teacher", teacher_file(e, size=100), "--distill", "0.5"), 2,
          r"is not a readable safetensors soft-labels file", before_data=True),
     Case("soft-labels-weights-missing", lambda e: ["soft-labels", "--weights", str(e.tmp / "nope.safetensors"),
@@ -498,6 +693,88 @@ CASES = [
          2, r"recipe\.toml is not valid TOML: Exceeds the limit", before_data=True),
     Case("recipe-binary-file", lambda e: train(e, "--recipe", recipe_file(e, b"\x89PNG\r\n\x1a\n\xff\xfe")), 2,
          r"cannot read recipe \S+recipe\.toml: .*; a recipe is a UTF-8 TOML text file", before_data=True),
+    # --- files from a stranger: every read is bounded and stays in its file ---
+    Case("onnx-constant-reads-a-local-file",
+         lambda e: ["predict", "--onnx", str(onnx_reading_a_file(e, "constant")), png(e)], 2,
+         r"reads-a-file\.onnx: keeps tensors in external files \('w_value'.*tinycifar reads only self-contained files"),
+    Case("onnx-subgraph-reads-a-local-file",
+         lambda e: ["predict", "--onnx", str(onnx_reading_a_file(e, "subgraph")), png(e)], 2,
+         r"reads-a-file\.onnx: keeps tensors in external files \('w_sub'"),
+    Case("onnx-sparse-initializer-reads-a-local-file",
+         lambda e: ["predict", "--onnx", str(onnx_reading_a_file(e, "sparse")), png(e)], 2,
+         r"reads-a-file\.onnx: keeps tensors in external files \('w'"),
+    Case("onnx-symlink-to-dev-zero", lambda e: ["predict", "--onnx", str(link_to(e, "/dev/zero")), png(e)], 2,
+         r"ONNX file \S+model\.onnx is not a regular file \(a device, FIFO or socket\)", max_mb=50),
+    Case("onnx-fifo", lambda e: ["predict", "--onnx", str(fifo(e)), png(e)], 2,
+         r"ONNX file \S+model\.onnx is not a regular file"),
+    Case("weights-symlink-to-dev-zero", lambda e: evaluate(e, weights=link_to(e, "/dev/zero", "w.safetensors")), 2,
+         r"weights file \S+w\.safetensors is not a regular file", before_data=True, max_mb=50),
+    Case("teacher-fifo", lambda e: train(e, "--teacher", str(fifo(e, "t.safetensors")), "--distill", "0.5"), 2,
+         r"teacher file \S+t\.safetensors is not a regular file", before_data=True),
+    Case("image-symlink-to-dev-zero", lambda e: ["predict", str(link_to(e, "/dev/zero", "cat.png"))], 1,
+         r"image file \S+cat\.png is not a regular file", max_mb=50),
+    Case("resume-deflated-checkpoint", lambda e: train(e, "--resume", data_dir=fake_data(e), out=deflated_checkpoint(e)),
+         2, r"last\.pt is corrupt or not a tinycifar checkpoint \(entry '\S+' is compressed; torch\.save stores "
+            r"entries as they are\); nothing in it was read or run", max_mb=40),
+    Case("resume-checkpoint-without-config",
+         lambda e: train(e, "--resume", data_dir=fake_data(e), out=checkpoint_of(e, {"model": {}, "epoch": 0})), 2,
+         r"the checkpoint in \S+run is not a resumable tinycifar run \(it lacks optimizer, scheduler, averager, "
+         r"config, history\): start a new run with --overwrite or another --out"),
+    Case("resume-checkpoint-history-shared-references",
+         lambda e: train(e, "--resume", data_dir=fake_data(e), out=shared_history(e)), 2,
+         r"is not a resumable tinycifar run \(its history rows are not records of numbers\)", max_mb=50),
+    Case("batch-labels-nested-by-reference", lambda e: analyze(e, fake_data(e, nested_labels(e))), 2,
+         r"data_batch_1 is not a valid CIFAR-10 batch: labels are not a flat list of integers\. Delete", max_mb=50),
+    # --- run folders: a second command never loses the first one's files ---
+    Case("train-into-a-finished-run", lambda e: train(e, out=finished_run(e)), 2,
+         r"\S+run already holds a run \(config\.json, environment\.json|log\.jsonl.*\): continue it with --resume, "
+         r"choose another --out, or pass --overwrite to delete it and start again", before_data=True, check=unchanged),
+    Case("train-into-a-live-run", lambda e: train(e, "--overwrite", out=locked(e)), 2,
+         r"\S+run is in use by another tinycifar process \(host pid 4242 since then\): wait for it to end, or "
+         r"choose another --out", before_data=True, check=lambda e: (still_locked(e), same_bytes(e))),
+    Case("train-resume-and-overwrite", lambda e: train(e, "--resume", "--overwrite", out=finished_run(e)), 2,
+         r"--resume continues the run in --out and --overwrite deletes it: give one of them", before_data=True,
+         check=unchanged),
+    Case("train-disk-full-during-a-checkpoint",
+         lambda e: train(e, "--epochs", "2", "--warmup-epochs", "0", "--batch-size", "50",
+                         data_dir=disk_full_at_epoch(e, 2)), 2,
+         r"cannot write \S+last\.pt\.new \(.*PytorchStreamWriter failed writing file data/0: file write failed\); "
+         r"the last complete file there is kept", check=first_epoch_kept),
+    Case("train-diverges", lambda e: train(e, "--lr", "10", "--weight-decay", "1", "--batch-size", "10",
+                                           "--epochs", "8", "--warmup-epochs", "0", data_dir=fake_data(e)), 2,
+         r"training diverged: the loss of epoch \d is nan at learning rate \S+; \S+run keeps the last finite "
+         r"checkpoint\. Lower --lr"),
+    # --- repeat: every seed a different run ---
+    Case("repeat-seed-with-equals", lambda e: repeat(e, "--seed=5"), 2,
+         r"--seed after --: repeat sets them itself \(use --seeds\)", before_data=True),
+    Case("repeat-seed-abbreviated", lambda e: repeat(e, "--see", "7"), 2,
+         r"--seed after --: repeat sets them itself", before_data=True),
+    Case("repeat-out-with-equals", lambda e: repeat(e, f"--out={e.tmp / 'x'}"), 2,
+         r"--out after --: repeat sets them itself \(use repeat's --out\)", before_data=True),
+    Case("repeat-overwrite", lambda e: repeat(e, "--overwrite"), 2,
+         r"--overwrite after --: repeat sets them itself", before_data=True),
+    Case("repeat-metrics-empty", lambda e: repeat_runs(e, {0: ""}), 2,
+         r"seed-0/metrics\.json is empty or not a JSON record: delete \S+seed-0 to train seed 0 again",
+         before_data=True),
+    Case("repeat-metrics-corrupt", lambda e: repeat_runs(e, {0: '{"final_test_acc": "high"'}), 2,
+         r"seed-0/metrics\.json is empty or not a JSON record", before_data=True),
+    Case("repeat-a-seed-copied", lambda e: repeat_runs(e, {0: finished(0), 1: finished(0)}, {1: 0}), 2,
+         r"seed-1 holds a run of seed 0, not 1: delete \S+seed-1 to train seed 1 again", before_data=True),
+    # --- tracebacks where one line belongs ---
+    Case("train-seed-huge", lambda e: train(e, "--seed", "20000000000000"), 2,
+         r"argument --seed: must be <= 4294967295, got 20000000000000", before_data=True),
+    Case("train-rank-not-a-number", lambda e: (with_env(e, "RANK", "abc"), train(e))[1], 2,
+         r"RANK='abc' is not a whole number: torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; unset them",
+         before_data=True),
+    Case("train-world-size-not-a-number",
+         lambda e: (with_env(e, "WORLD_SIZE", "x"), train(e, data_dir=fake_data(e)))[1], 2,
+         r"WORLD_SIZE='x' is not a whole number"),
+    Case("train-epochs-absurd", lambda e: train(e, "--epochs", "1000000"), 2,
+         r"bad recipe: epochs must be at most 10,000 \(got 1,000,000\)", before_data=True),
+    Case("train-batch-size-absurd", lambda e: train(e, "--batch-size", "10000000"), 2,
+         r"bad recipe: batch_size must be at most 65,536", before_data=True),
+    Case("train-lr-absurd", lambda e: train(e, "--lr", "1e6"), 2,
+         r"bad recipe: lr must be at most 10 \(got 1000000\.0\)", before_data=True),
     # --- other commands ---
     Case("summary-model-unknown", lambda e: ["summary", "--model", "nope"], 2,
          r"unknown model 'nope'; choose one of: .*tinynet"),
@@ -553,7 +830,13 @@ def test_catalogue_ids_are_unique():
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_bad_input(case: Case, env, capsys):
     argv = case.argv(env)
-    code = run_cli(argv)
+    if case.max_mb is not None:
+        tracemalloc.start()
+    try:
+        code = run_cli(argv)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert code == case.exit, err
@@ -567,6 +850,8 @@ def test_bad_input(case: Case, env, capsys):
         assert "CIFAR-10" not in err
     if case.check:
         case.check(env)
+    if case.max_mb is not None:
+        assert peak < case.max_mb, f"allocated {peak:.0f} MB"
     assert not env.marker.exists(), "a pickle payload ran"
     if case.malicious:
         # The payload was live: a plain unpickling of the very file we fed runs it.
@@ -580,8 +865,8 @@ def test_bad_input(case: Case, env, capsys):
 def test_corrupt_last_checkpoint_falls_back_to_previous_with_a_warning(tmp_path):
     for epoch in range(2):
         save_checkpoint({"model": {"w": torch.full((3,), float(epoch))}, "epoch": epoch}, tmp_path)
-    (tmp_path / LAST).write_bytes(b"this is not a checkpoint at all")  # torch raises IndexError here
-    with pytest.warns(UserWarning, match=r"last\.pt is corrupt or truncated.*resuming from previous\.pt instead"):
+    (tmp_path / LAST).write_bytes(b"this is not a checkpoint at all")  # not a zip: refused before torch reads it
+    with pytest.warns(UserWarning, match=r"last\.pt is corrupt or not a tinycifar checkpoint.*resuming from previous\.pt instead"):
         state = load_checkpoint(tmp_path)
     assert state["epoch"] == 0 and torch.equal(state["model"]["w"], torch.zeros(3))
 
@@ -620,7 +905,7 @@ def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
         assert type(v) is want, (f.name, v)
         if want is float:
             assert math.isfinite(v), (f.name, v)
-    assert r.epochs >= 1 and r.batch_size >= 1 and r.lr > 0 and r.weight_decay >= 0
+    assert 1 <= r.epochs <= 10_000 and 1 <= r.batch_size <= 65_536 and 0 < r.lr <= 10 and 0 <= r.weight_decay <= 1
     assert 0 <= r.momentum < 1 and 0 <= r.label_smoothing < 1 and 0 <= r.ema_decay < 1
     assert 0 <= r.warmup_epochs <= r.epochs and 0 <= r.translate <= 16 and 0 <= r.cutout <= 32
     assert r.mixup >= 0 and r.cutmix >= 0 and 0 <= r.mixup_ramp <= 0.5 and not (r.mixup and r.mixup_ramp)

@@ -100,12 +100,13 @@ def test_a_bad_space_is_one_clear_error(tmp_path, text, says):
 
 
 def test_a_dead_workers_trial_is_failed_and_retried_once(tmp_path):
-    study = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s", direction="maximize")
+    study_storage = open_storage(None, tmp_path)
+    study = optuna.create_study(storage=study_storage, study_name="s", direction="maximize")
     t = study.ask({"lr": optuna.distributions.FloatDistribution(0.1, 1.0)})
     t.set_user_attr("worker", "host:123")
     other = study.ask({"lr": optuna.distributions.FloatDistribution(0.1, 1.0)})
     other.set_user_attr("worker", "host:456")
-    assert account_for_dead(study, "host:123") == [t.number]
+    assert account_for_dead(study, "host:123", study_storage) == [t.number]
     trials = study.get_trials()
     assert trials[t.number].state == TrialState.FAIL
     assert trials[other.number].state == TrialState.RUNNING  # another worker's: untouched
@@ -174,14 +175,49 @@ def test_workers_run_where_and_on_what_the_sweep_was_told(tmp_path, monkeypatch)
     from tinycifar import cli, sweep
 
     spawned = []
-    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **kwargs: spawned.append(cmd))
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **kwargs: spawned.append((cmd, kwargs["env"])))
+    url = "postgresql://user:s3cret@db/sweeps"
     args = cli.build_parser().parse_args(["sweep", "docs/sweep-example.toml", "--out", str(tmp_path),
-                                          "--device", "cpu", "--data-dir", "/data/cifar"])
+                                          "--device", "cpu", "--data-dir", "/data/cifar", "--storage", url])
     sweep._spawn(args, 1, threads=1)
-    (cmd,) = spawned
+    ((cmd, env),) = spawned
     assert cmd[cmd.index("--device") + 1] == "cpu"  # before, a worker took auto: the GPU if one was there
     assert cmd[cmd.index("--data-dir") + 1] == "/data/cifar"
     assert cmd[cmd.index("--worker-index") + 1] == "1"
+    assert "--storage" not in cmd and not any("s3cret" in c for c in cmd)  # ps shows argv to every user
+    assert env[sweep.STORAGE_ENV] == url and env[sweep.COORDINATOR_ENV] == str(os.getpid())
+
+
+def test_a_trial_is_built_as_the_space_was_checked(tmp_path):
+    """The corners load_space checks are the values configure builds: warm-up clamped to a
+    short run, integers for an integer field (a log range too), floats for a float one."""
+    path = _space(tmp_path, SPACE.replace("warmup_epochs = 0.5\n", "").replace("epochs = 3\n", "warmup_epochs = 5\n")
+                  .replace("[search]\n", "[search]\nepochs = {low = 1, high = 3}\nlookahead = {low = 1, high = 8, log = true}\n"
+                           "momentum = {low = 0, high = 0.9}\n"))
+    space = load_space(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        recipe = configure(study.ask(), space)[2]
+        assert recipe.warmup_epochs == min(5, recipe.epochs)
+        assert type(recipe.lookahead) is int and 1 <= recipe.lookahead <= 8
+        assert type(recipe.momentum) is float
+
+
+def test_the_best_recipe_is_the_trial_it_ran(tmp_path):
+    """A [fixed] epochs shorter than the base recipe's warm-up: the trials clamp it, and so
+    must best.toml (it failed the sweep at the very end)."""
+    from tinycifar.sweep import write_best
+
+    space = load_space(_space(tmp_path, SPACE.replace("warmup_epochs = 0.5\n", "").replace("epochs = 3", "epochs = 1")))
+    assert load_recipe(space.recipe).warmup_epochs > 1
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    configure(trial, space)
+    study.tell(trial, 0.5)
+    write_best(study.best_trial, space, tmp_path / "best.toml")
+    recipe = load_recipe(tmp_path / "best.toml")
+    assert (recipe.epochs, recipe.warmup_epochs) == (1, 1.0)
+    assert recipe.eval_every == load_recipe(space.recipe).eval_every  # as the base recipe says, not every epoch
 
 
 @pytest.mark.slow

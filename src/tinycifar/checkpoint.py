@@ -7,47 +7,25 @@ stranger cannot run code.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from tinycifar.atomic import atomic_write
 from tinycifar.errors import TinyCifarError
+from tinycifar.untrusted import (SafetensorsHeader, check_checkpoint_zip, load_safetensors, read_bytes,
+                                safetensors_header)
 
 LAST, PREVIOUS = "last.pt", "previous.pt"
-
-
-def atomic_write(path: Path, write: "callable[[Path], None]") -> None:
-    """Write through a temp file in the same folder, fsync, then rename over ``path``.
-
-    A crash or kill at any moment leaves either the old file or the new one, never half.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: Path) -> None:
@@ -99,9 +77,22 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     raise _nothing_to_resume(run_dir)
 
 
+# A checkpoint holds a model, its optimizer and averager: about 1.5 MB for a 100k-parameter
+# network, 30 MB for a 2M-parameter teacher. A larger file is refused before it is decoded.
+MAX_CHECKPOINT_BYTES = 64 << 20
+
+
 def _safe_torch_load(path: Path) -> dict[str, Any]:
+    data = read_bytes(path, MAX_CHECKPOINT_BYTES, f"checkpoint {path}", "resume only runs written by `tinycifar train`")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        check_checkpoint_zip(data, MAX_CHECKPOINT_BYTES)
+    except ValueError as e:
+        # Not even opened by torch: a legacy (non-zip) torch file allocates the storages its
+        # pickle declares, and a compressed entry expands in memory; torch.save writes neither.
+        raise TinyCifarError(f"{path} is corrupt or not a tinycifar checkpoint ({e}); nothing in it was "
+                             "read or run. Resume only runs written by `tinycifar train`") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses any global outside tensors and plain containers: this is
         # the path a malicious pickle takes, and nothing of it has run. Garbage bytes that
@@ -144,29 +135,22 @@ MAX_WEIGHTS_BYTES = 64 << 20
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
-class WeightsHeader(NamedTuple):
-    """What a safetensors file declares before any tensor is read."""
-    shapes: dict[str, tuple[int, ...]]
-    dtypes: dict[str, str]  # safetensors' names: F32, I64...
-    metadata: dict[str, str]
+WeightsHeader = SafetensorsHeader  # what a weights file declares before any tensor is read
 
 
 def weights_header(path: Path | str) -> WeightsHeader:
     """The tensor shapes, types and metadata a safetensors file declares, read from its
     header alone (no tensor data): what :func:`check_fits` compares with a network."""
+    return _read_weights(path)[0]
+
+
+def _read_weights(path: Path | str) -> tuple[WeightsHeader, bytes]:
     path = Path(path)
-    if not path.is_file():
-        raise TinyCifarError(f"weights file {path} does not exist")
-    size = path.stat().st_size
-    if size > MAX_WEIGHTS_BYTES:
-        raise TinyCifarError(f"{path} is {size:,} bytes, more than tinycifar loads as weights "
-                             f"({MAX_WEIGHTS_BYTES:,}): pass the model.safetensors of a `tinycifar train` run")
+    data = read_bytes(path, MAX_WEIGHTS_BYTES, f"weights file {path}",
+                      "pass the model.safetensors of a `tinycifar train` run")
     try:
-        with safe_open(str(path), "pt") as f:
-            slices = {k: f.get_slice(k) for k in f.keys()}
-            return WeightsHeader({k: tuple(v.get_shape()) for k, v in slices.items()},
-                                 {k: v.get_dtype() for k, v in slices.items()}, f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
+        return safetensors_header(data), data
+    except ValueError as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
 
 
@@ -213,16 +197,18 @@ def _refuse_shapes(path: Path | str, expected: dict[str, tuple[int, ...]], heade
 
 def load_weights(model: nn.Module, path: Path | str, header: WeightsHeader | None = None) -> dict[str, str]:
     """Load safetensors weights into ``model``; returns the file's metadata. ``header`` is
-    the file's :func:`weights_header` where the caller has read it already."""
-    header = weights_header(path) if header is None else header
-    check_fits(model, path, header)
+    the file's :func:`weights_header` where the caller has read it already (the file is then
+    read again, bounded, and its header must not have changed)."""
+    read, data = _read_weights(path)
+    if header is not None and read != header:
+        raise TinyCifarError(f"{path} changed while it was being read: load it again")
+    check_fits(model, path, read)
     try:
-        with safe_open(str(path), "pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors weights file ({e})") from None
     model.load_state_dict(tensors, strict=True)  # names, shapes and kinds fit; fp16/bf16 widen to fp32
-    return header.metadata
+    return read.metadata
 
 
 def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:

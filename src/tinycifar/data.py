@@ -11,6 +11,7 @@ import _codecs
 import functools
 import hashlib
 import http.client
+import io
 import os
 import pickle
 import shutil
@@ -27,6 +28,7 @@ import torch
 
 from tinycifar.errors import TinyCifarError
 from tinycifar.paths import writable_dir
+from tinycifar.untrusted import read_bytes
 
 CLASSES: tuple[str, ...] = (
     "airplane",
@@ -54,6 +56,8 @@ IMAGE_SHAPE = (3, 32, 32)
 # Images per batch file. A module constant (not a literal in the checks) so tests can
 # monkeypatch it and exercise every code path on tiny fake batches.
 _BATCH_SIZE = 10_000
+# An official batch file is 31 MB (10,000 images of 3,072 bytes, pickled).
+MAX_BATCH_BYTES = 64 << 20
 
 _CHUNK = 1 << 20
 
@@ -330,28 +334,25 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             "copy, or point --data-dir / TINYCIFAR_DATA at a good one."
         )
 
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         nested = path.parent / BATCHES_DIR
         if (nested / path.name).is_file():  # the archive was extracted inside the folder again
             raise TinyCifarError(
                 f"missing file {path}: the batch files are one folder further down, in {nested}. "
                 "Point --data-dir / TINYCIFAR_DATA there, or move them up one folder."
-            ) from None
+            )
         raise TinyCifarError(
             f"missing file {path}: the CIFAR-10 folder {path.parent} is incomplete. Delete it to download a "
             "fresh copy, or point --data-dir / TINYCIFAR_DATA at a complete one."
-        ) from None
-    except OSError as e:
-        raise TinyCifarError(f"cannot read {path}: {e.strerror or e}") from None
+        )
+    raw = read_bytes(path, MAX_BATCH_BYTES, f"CIFAR-10 batch {path}",
+                     f"delete {path.parent} to download a fresh copy, or point --data-dir / TINYCIFAR_DATA at a good one")
     try:
-        with f:
-            batch = _BatchUnpickler(f, encoding="bytes").load()
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except TinyCifarError as e:
         raise TinyCifarError(f"{path}: {e}") from None
     except Exception as e:  # a corrupt pickle can fail in many ways; all mean the same
-        raise bad(f"truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+        raise bad(f"truncated or corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
 
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise bad("expected a dict with keys b'data' and b'labels'")
@@ -363,6 +364,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     expected_shape = (_BATCH_SIZE, int(np.prod(IMAGE_SHAPE)))
     if data.shape != expected_shape:
         raise bad(f"data has shape {data.shape}, expected {expected_shape}")
+    # A list of lists that share one another (a pickle's memo makes that a few bytes) would
+    # allocate billions of items in np.asarray: the type of every item is checked first.
+    if isinstance(labels, list) and not all(type(v) is int for v in labels):
+        raise bad("labels are not a flat list of integers")
+    if not isinstance(labels, (list, np.ndarray)):
+        raise bad(f"labels are a {type(labels).__name__}, not a list of integers")
     try:
         labels = np.asarray(labels)
     except Exception:

@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tinycifar.checkpoint import FLOAT_DTYPES, atomic_write
+from tinycifar.atomic import atomic_write
+from tinycifar.checkpoint import FLOAT_DTYPES
 from tinycifar.errors import TinyCifarError
+from tinycifar.untrusted import load_safetensors, read_bytes, safetensors_header
 from tinycifar.inference import predict_logits
 
 KEY = "probs"
@@ -51,29 +53,24 @@ def save_soft_labels(probs: torch.Tensor, path: Path, metadata: dict[str, str]) 
 def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[torch.Tensor, dict[str, str]]:
     """The (``n_images``, ``num_classes``) fp32 probabilities in a soft-labels file, and its
     metadata; one clear error for anything else (it may come from a stranger)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     path = Path(path)
     fix = "write one with `tinycifar soft-labels`"
-    if not path.is_file():
-        raise TinyCifarError(f"teacher file {path} does not exist: {fix}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise TinyCifarError(f"teacher file {path} is {path.stat().st_size:,} bytes, more than a soft-labels "
-                             f"file can be ({MAX_FILE_BYTES:,}): {fix}")
+    data = read_bytes(path, MAX_FILE_BYTES, f"teacher file {path}", fix)
     try:
-        with safe_open(str(path), "pt") as f:
-            keys, metadata = list(f.keys()), f.metadata() or {}
-            if keys != [KEY]:
-                raise TinyCifarError(f"teacher file {path} holds {keys}, not one tensor {KEY!r}: {fix}")
-            header = f.get_slice(KEY)  # shape and type are checked before the tensor is read
-            shape, dtype = tuple(header.get_shape()), header.get_dtype()
-            if shape != (n_images, num_classes):
-                raise TinyCifarError(f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
-                                     f"{num_classes}) for this training set: {fix} from the same data")
-            if dtype not in FLOAT_DTYPES:
-                raise TinyCifarError(f"teacher file {path} holds {dtype} numbers, not probabilities: {fix}")
-            probs = f.get_tensor(KEY).float()
-    except (SafetensorError, OSError, ValueError) as e:
+        header = safetensors_header(data)  # names, shape and type are checked before the tensor is read
+        keys = list(header.shapes)
+        if keys != [KEY]:
+            raise TinyCifarError(f"teacher file {path} holds {keys[:3]}, not one tensor {KEY!r}: {fix}")
+        shape, dtype = header.shapes[KEY], header.dtypes[KEY]
+        if shape != (n_images, num_classes):
+            raise TinyCifarError(f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
+                                 f"{num_classes}) for this training set: {fix} from the same data")
+        if dtype not in FLOAT_DTYPES:
+            raise TinyCifarError(f"teacher file {path} holds {dtype[:20]} numbers, not probabilities: {fix}")
+        probs, metadata = load_safetensors(data)[KEY].float(), header.metadata
+    except (SafetensorError, ValueError, RuntimeError) as e:
         raise TinyCifarError(f"{path} is not a readable safetensors soft-labels file ({e}): {fix}") from None
     sums = probs.sum(1)
     if not (torch.isfinite(probs).all() and (probs >= 0).all() and ((sums - 1).abs() <= SUM_TOLERANCE).all()):

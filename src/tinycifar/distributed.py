@@ -94,11 +94,27 @@ def model_device(model: nn.Module) -> torch.device:
 
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a process started on its own."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return env_int("RANK", 0) == 0
 
 
 def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_int("WORLD_SIZE", 1)
+    if world < 1:
+        raise TinyCifarError(f"WORLD_SIZE={world} is not a number of processes: torchrun sets it; unset it to "
+                             "train in one process")
+    return world
+
+
+def env_int(name: str, default: int) -> int:
+    """A torchrun variable as a whole number; one clear error for anything else."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise TinyCifarError(f"{name}={text[:20]!r} is not a whole number: torchrun sets RANK, WORLD_SIZE and "
+                             "LOCAL_RANK; unset them to train in one process") from None
 
 
 def from_env(device: torch.device, batch_size: int) -> tuple[Single, torch.device]:
@@ -110,7 +126,10 @@ def from_env(device: torch.device, batch_size: int) -> tuple[Single, torch.devic
     if batch_size % world:
         raise TinyCifarError(f"batch size {batch_size} does not split over {world} processes: "
                              f"use a multiple of {world} (--batch-size)")
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = env_int("RANK", 0), env_int("LOCAL_RANK", 0)
+    if not 0 <= rank < world or local < 0:
+        raise TinyCifarError(f"RANK={rank} and LOCAL_RANK={local} do not fit WORLD_SIZE={world}: start the job "
+                             "with torchrun, which sets them")
     if device.type == "cuda":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)

@@ -8,7 +8,6 @@ the shipped-or-given weights, the figures and ``metrics.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from tinycifar.atomic import write_json
 from tinycifar.cli import add_data_flag, add_device_flag, whole_number
 from tinycifar.data import CLASSES, load_cifar10
 from tinycifar.errors import TinyCifarError
@@ -214,10 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     record = {"model": name, "weights": str(weights), "runs_as": runs_as, **metrics}
     metrics_path = out / "metrics.json"
-    try:
-        metrics_path.write_text(json.dumps(record, indent=2) + "\n")
-    except OSError as e:
-        raise TinyCifarError(f"cannot write {metrics_path} ({e.strerror or e}): choose another folder with --out") from None
+    write_json(metrics_path, record)
     title = f"Confusion matrix: {name}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
     written = [
         metrics_path,

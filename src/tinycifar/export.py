@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from tinycifar import __version__
-from tinycifar.checkpoint import atomic_write
+from tinycifar.atomic import atomic_write
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import MEAN, STD, predict_logits

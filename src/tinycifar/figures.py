@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinycifar.errors import TinyCifarError
+from tinycifar.atomic import atomic_write
 
 
 def new_figure(width_in: float, height_in: float, dpi: int = 100):
@@ -18,8 +18,7 @@ def new_figure(width_in: float, height_in: float, dpi: int = 100):
 
 
 def save_figure(fig, path: Path) -> Path:
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise TinyCifarError(f"cannot write {path} ({e.strerror or e}): choose another folder with --out") from None
+    """Save ``fig`` to ``path`` (its suffix names the format) atomically."""
+    path = Path(path)
+    atomic_write(path, lambda p: fig.savefig(p, format=path.suffix.lstrip(".") or "png"))
     return path

@@ -17,13 +17,14 @@ built on it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
+from tinycifar.untrusted import read_bytes
 
 INPUT, OUTPUT = "images", "logits"
 IMAGE_SHAPE = (3, 32, 32)
@@ -47,24 +48,19 @@ def need_onnx():
 def read_model(path: Path | str) -> Any:
     """The ``onnx.ModelProto`` in ``path``, checked against the contract; one clear
     :class:`TinyCifarError` for a missing, oversized, corrupt or non-conforming file."""
+    need_onnx()
+    path = Path(path)
+    data = read_bytes(path, MAX_BYTES, f"ONNX file {path}", "pass a tiny classifier written by `tinycifar export`")
+    return model_from_bytes(data, path)
+
+
+def model_from_bytes(data: bytes, path: Path | str) -> Any:
+    """The ``onnx.ModelProto`` in ``data`` (read from ``path``), checked against the contract."""
     onnx, _ = need_onnx()
     from google.protobuf.message import DecodeError
 
-    path = Path(path)
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise TinyCifarError(f"{path}: cannot read it ({e.strerror or e})") from None
-    if path.is_dir():
-        raise TinyCifarError(f"{path}: is a folder, not an .onnx file")
-    if size > MAX_BYTES:
-        raise TinyCifarError(f"{path}: {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB tinycifar "
-                             "reads; this is not a tiny classifier")
-    try:
-        data = path.read_bytes()
         model = onnx.load_model_from_string(data)
-    except OSError as e:
-        raise TinyCifarError(f"{path}: cannot read it ({e.strerror or e})") from None
     except (DecodeError, ValueError, RuntimeError) as e:
         raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({_first_line(e)}); "
                              "export it again") from None
@@ -77,19 +73,20 @@ def read_model(path: Path | str) -> Any:
 def check_contract(model: Any, path: Path | str) -> None:
     onnx, _ = need_onnx()
     g = model.graph
-    external = [t.name for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [t.name for t in _all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL
+                or len(t.external_data)]
     if external:
-        raise TinyCifarError(f"{path}: keeps weights in external files ({external[0]}, ...); tinycifar "
-                             "reads only self-contained files: save it with all tensors inside")
+        raise TinyCifarError(f"{path}: keeps tensors in external files ({external[0][:40]!r}, ...); "
+                             "tinycifar reads only self-contained files: save it with all tensors inside")
     initializers = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in initializers]
     problems = []
     if [i.name for i in inputs] != [INPUT]:
-        problems.append(f"inputs are {[i.name for i in inputs]}, expected [{INPUT!r}]")
+        problems.append(f"inputs are {_names(inputs)}, expected [{INPUT!r}]")
     else:
         problems += _tensor_problems(inputs[0], IMAGE_SHAPE)
     if [o.name for o in g.output] != [OUTPUT]:
-        problems.append(f"outputs are {[o.name for o in g.output]}, expected [{OUTPUT!r}]")
+        problems.append(f"outputs are {_names(g.output)}, expected [{OUTPUT!r}]")
     else:
         problems += _tensor_problems(g.output[0], (len(CLASSES),))
     if problems:
@@ -97,18 +94,60 @@ def check_contract(model: Any, path: Path | str) -> None:
                              f"The contract: {CONTRACT}")
 
 
+def _all_tensors(model: Any) -> Iterator[Any]:
+    """Every ``TensorProto`` in a model, wherever ONNX lets one stand: graph initializers,
+    sparse initializers, tensor attributes of nodes (``Constant`` and any other op), sparse
+    tensor attributes, and all of these again in every subgraph (``If``, ``Loop``, ``Scan``),
+    in model-local functions and in training-info graphs. Any of them may name external
+    data, which ONNX Runtime would read from a path beside the current folder."""
+    graphs = [model.graph, *(g for info in model.training_info
+                             for g in (info.initialization, info.algorithm))]
+    nodes = [n for f in model.functions for n in f.node]
+    while graphs or nodes:
+        if graphs:
+            g = graphs.pop()
+            yield from g.initializer
+            for sparse in g.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+            nodes.extend(g.node)
+            continue
+        for attr in nodes.pop().attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sparse in (*([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []), *attr.sparse_tensors):
+                yield from (sparse.values, sparse.indices)
+            if attr.HasField("g"):
+                graphs.append(attr.g)
+            graphs.extend(attr.graphs)
+
+
 def _tensor_problems(value: Any, trailing: tuple[int, ...]) -> list[str]:
     onnx, _ = need_onnx()
     t = value.type.tensor_type
     problems = []
     if t.elem_type != onnx.TensorProto.FLOAT:
-        problems.append(f"{value.name!r} is {onnx.TensorProto.DataType.Name(t.elem_type).lower()}, "
+        problems.append(f"{value.name[:40]!r} is {_type_name(t.elem_type)}, "
                         "expected float32")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
     if len(dims) != 1 + len(trailing) or any(d is not None and d != want for d, want in zip(dims[1:], trailing)):
-        shown = ", ".join("?" if d is None else str(d) for d in dims)
-        problems.append(f"{value.name!r} has shape ({shown}), expected (batch, {', '.join(map(str, trailing))})")
+        shown = ", ".join("?" if d is None else str(d) for d in dims[:6]) + (", ..." if len(dims) > 6 else "")
+        problems.append(f"{value.name[:40]!r} has shape ({shown}), expected (batch, {', '.join(map(str, trailing))})")
     return problems
+
+
+def _names(values: Any) -> str:
+    """A stranger's list of names, short enough for one line."""
+    names = [v.name[:40] for v in list(values)[:3]]
+    return str(names) if len(values) <= 3 else f"{str(names)[:-1]}, ... ({len(values)} in all)]"
+
+
+def _type_name(elem_type: int) -> str:
+    onnx, _ = need_onnx()
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:  # a number no ONNX version defines
+        return f"type {elem_type}"
 
 
 def _first_line(e: BaseException) -> str:

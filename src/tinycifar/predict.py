@@ -8,6 +8,7 @@ the model in one forward pass. A bad file costs one line on stderr, not the run.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import warnings
@@ -23,12 +24,15 @@ from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.precision import add_precision_flag
 from tinycifar.pretrained import Forward, add_weights_flags, load_forward, torch_forward
+from tinycifar.untrusted import read_bytes
 
 SIZE = 32
 # The most pixels we ever decode: Pillow's own decompression-bomb threshold (~89.5 MP,
 # ~360 MB as RGBA). JPEGs are decoded at reduced scale first (``Image.draft``), so even a
 # 200-megapixel photo stays far below it; other formats must fit as they are.
 MAX_PIXELS = 89_478_485
+# A 200-megapixel JPEG is ~60 MB; larger files are not photos a classifier of 32×32 needs.
+MAX_FILE_BYTES = 128 << 20
 # JPEGs are DCT-downscaled (by 2, 4 or 8) while keeping both sides at least this long,
 # so the final antialiased resize still has a few source pixels per output pixel.
 _DRAFT_SIDE = 2 * SIZE
@@ -63,20 +67,21 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """
     p = Path(path)
     try:
-        size = p.stat().st_size
+        p.stat()
     except FileNotFoundError:
         raise _problem(path, "no such file") from None
     except OSError as e:
         raise _problem(path, f"cannot read it ({e.strerror or e})") from None
     if p.is_dir():
         raise _problem(path, "is a folder, not an image file")
-    if size == 0:
+    data = read_bytes(p, MAX_FILE_BYTES, f"image file {os.fspath(path)}", "pass a PNG or JPEG photo")
+    if not data:
         raise _problem(path, "empty file (0 bytes), not an image")
     with warnings.catch_warnings():
         # Between 1x and 2x Pillow's limit it only warns; our own MAX_PIXELS check decides.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(p, formats=_formats()) as im:
+            with Image.open(io.BytesIO(data), formats=_formats()) as im:
                 return _decode(im, path)
         except TinyCifarError:
             raise

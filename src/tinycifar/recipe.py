@@ -18,6 +18,11 @@ from pathlib import Path
 from tinycifar.errors import TinyCifarError
 
 
+# Bounds past which a value is absurd rather than large: 10,000 epochs of CIFAR-10 are weeks
+# on a CPU, a batch past 65,536 is larger than the data, and SGD diverges long before lr 10.
+MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LR = 10_000, 65_536, 10.0
+
+
 @dataclass(frozen=True)
 class Recipe:
     epochs: int = field(default=30, metadata={"help": "passes over the training set"})
@@ -65,14 +70,24 @@ class Recipe:
         problems = []
         if self.epochs < 1:
             problems.append(f"epochs must be at least 1 (got {self.epochs})")
+        if self.epochs > MAX_EPOCHS:
+            problems.append(f"epochs must be at most {MAX_EPOCHS:,} (got {self.epochs:,}); a recipe needs tens "
+                            "to hundreds")
         if self.batch_size < 1:
             problems.append(f"batch_size must be at least 1 (got {self.batch_size})")
+        if self.batch_size > MAX_BATCH_SIZE:
+            problems.append(f"batch_size must be at most {MAX_BATCH_SIZE:,} (got {self.batch_size:,}); the "
+                            "training set has 50,000 images")
         if not self.lr > 0:
             problems.append(f"lr must be positive (got {self.lr})")
+        if self.lr > MAX_LR:
+            problems.append(f"lr must be at most {MAX_LR:g} (got {self.lr}); the packaged recipes use 0.375 and 0.4")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1) (got {self.momentum})")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
+        if self.weight_decay > 1:
+            problems.append(f"weight_decay must be at most 1 (got {self.weight_decay}); the packaged recipes use 5e-4")
         if not 0 <= self.warmup_epochs <= self.epochs:
             problems.append(f"warmup_epochs must be in [0, epochs] (got {self.warmup_epochs})")
         if not 0 <= self.label_smoothing < 1:
@@ -83,10 +98,16 @@ class Recipe:
             problems.append("ema_decay and lookahead are two ways to average weights: set one of them to 0")
         if self.lookahead < 0:
             problems.append(f"lookahead must be >= 0 steps (got {self.lookahead})")
+        if self.lookahead > 10_000:
+            problems.append(f"lookahead must be at most 10,000 steps (got {self.lookahead:,})")
         if not self.bias_lr_scale > 0:
             problems.append(f"bias_lr_scale must be positive (got {self.bias_lr_scale})")
+        if self.bias_lr_scale > 1000:
+            problems.append(f"bias_lr_scale must be at most 1000 (got {self.bias_lr_scale}); airbench uses 64")
         if self.eval_every < 1:
             problems.append(f"eval_every must be at least 1 (got {self.eval_every})")
+        if self.eval_every > MAX_EPOCHS:
+            problems.append(f"eval_every must be at most {MAX_EPOCHS:,} epochs (got {self.eval_every:,})")
         if not 0 <= self.translate <= 16:
             problems.append(f"translate must be in [0, 16] pixels (got {self.translate})")
         if not 0 <= self.cutout <= 32:

@@ -11,8 +11,10 @@ the same thread count; on a GPU, cuDNN's non-deterministic kernels make it close
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -30,14 +32,14 @@ from tqdm import tqdm
 from tinycifar import distributed
 from tinycifar.augment import Augmentation, Draws
 from tinycifar.averaging import make_averager
+from tinycifar.atomic import write_json, write_text
 from tinycifar.checkpoint import (
-    atomic_write,
     check_resumable,
     load_checkpoint,
     save_checkpoint,
     save_weights,
 )
-from tinycifar.cli import add_data_flag, add_device_flag
+from tinycifar.cli import add_data_flag, add_device_flag, whole_number
 from tinycifar.data import split_indices, train_size
 from tinycifar.distill import (
     blend,
@@ -54,9 +56,10 @@ from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
 from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe
 from tinycifar.paths import writable_dir
+from tinycifar.runfolder import clear_run, refuse_existing_run, run_lock
 from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
-from tinycifar.recipe import (RECIPE_NAMES, Recipe, add_recipe_flags, apply_overrides, load_recipe,
+from tinycifar.recipe import (MAX_EPOCHS, RECIPE_NAMES, Recipe, add_recipe_flags, apply_overrides, load_recipe,
                               recipe_from_dict)
 
 if TYPE_CHECKING:
@@ -136,6 +139,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, a
     return loss_sum, correct, lr
 
 
+# Seeds are mixed with the epoch number into torch's 64-bit seed (``_epoch_seed``).
+MAX_SEED = 2**32 - 1
+
 WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
 
 
@@ -205,123 +211,129 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
     if not shard.is_main:  # the other ranks write a scratch copy, silently
         log, progress = (lambda *_: None), False
     check_writable(out)
-    precision = resolve_precision(precision, dev)
-    torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-    images, labels = train
-    batch_size = min(recipe.batch_size, len(images))
-    steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
+    # The lock keeps a second writer out while this run is live; a folder that holds
+    # another run is never started over (the command clears it first on --overwrite).
+    with run_lock(out) if shard.is_main else contextlib.nullcontext():
+        if not resume:
+            refuse_existing_run(out)
+        precision = resolve_precision(precision, dev)
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+        images, labels = train
+        batch_size = min(recipe.batch_size, len(images))
+        steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
 
-    if time_budget is not None:
-        recipe = _recipe_for_budget(model_name, recipe, out, train, eval_data, dev, precision,
-                                    time_budget - (time.perf_counter() - started), resume, log,
-                                    model_args or {})
-    config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
-              "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
-              "precision": precision, "time_budget_s": time_budget,
-              **({"processes": shard.world} if shard.world > 1 else {}),
-              **({"model_args": model_args} if model_args else {}),
-              **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
+        if time_budget is not None:
+            recipe = _recipe_for_budget(model_name, recipe, out, train, eval_data, dev, precision,
+                                        time_budget - (time.perf_counter() - started), resume, log,
+                                        model_args or {})
+        config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
+                  "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
+                  "precision": precision, "time_budget_s": time_budget,
+                  **({"processes": shard.world} if shard.world > 1 else {}),
+                  **({"model_args": model_args} if model_args else {}),
+                  **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
 
-    torch.manual_seed(seed)
-    model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
-    init_from_data(model, images, dev)
-    if compile:
-        model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
-    net = shard.wrap(model)  # what the steps run: DistributedDataParallel under torchrun
-    optimizer = make_optimizer(model, recipe)
-    total_steps = recipe.epochs * steps_per_epoch
-    warmup = round(recipe.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup))
-    averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
-    augmentation = Augmentation.from_recipe(recipe, len(images), seed)
+        torch.manual_seed(seed)
+        model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
+        init_from_data(model, images, dev)
+        if compile:
+            model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
+        net = shard.wrap(model)  # what the steps run: DistributedDataParallel under torchrun
+        optimizer = make_optimizer(model, recipe)
+        total_steps = recipe.epochs * steps_per_epoch
+        warmup = round(recipe.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, total_steps, warmup))
+        averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
+        augmentation = Augmentation.from_recipe(recipe, len(images), seed)
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if resume:
-        state = load_checkpoint(run_dir)
-        if with_recipe_defaults(state["config"]) != config:
-            raise TinyCifarError(f"--resume: the run in {run_dir} was started with a different "
-                                 "configuration (model, recipe, seed, data or precision); resume it "
-                                 "with the same options, or start a new run in another --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        averager.load_state_dict(state["averager"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        # The log may hold an epoch the checkpoint does not (killed in between, or resumed
-        # from previous.pt): the checkpoint's history is the truth.
-        atomic_write(out / "log.jsonl", lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in history)))
-        log(f"resuming {run_dir} after epoch {start_epoch} of {recipe.epochs}")
-    else:
-        _write_json(out / "config.json", config)
-        _write_json(out / "environment.json", environment(dev, precision))
-        (out / "log.jsonl").write_text("")
-    log(f"precision {describe_precision(precision, dev)} on {_device_name(dev)}")
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        if resume:
+            state = load_checkpoint(run_dir)
+            check_run_state(state, run_dir)
+            if with_recipe_defaults(state["config"]) != config:
+                raise TinyCifarError(f"--resume: the run in {run_dir} was started with a different "
+                                     "configuration (model, recipe, seed, data or precision); resume it "
+                                     "with the same options, or start a new run in another --out")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            averager.load_state_dict(state["averager"])
+            history, start_epoch = state["history"], state["epoch"] + 1
+            # The log may hold an epoch the checkpoint does not (killed in between, or resumed
+            # from previous.pt): the checkpoint's history is the truth.
+            _write_log(out, history)
+            log(f"resuming {run_dir} after epoch {start_epoch} of {recipe.epochs}")
+        else:
+            write_json(out / "config.json", config)
+            write_json(out / "environment.json", environment(dev, precision))
+            _write_log(out, history)
+        log(f"precision {describe_precision(precision, dev)} on {_device_name(dev)}")
 
-    log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
-        f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
-    for row in history:
-        log(_format_row(row, eval_name))
-    device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
-    targets = blend(teacher.float().cpu(), labels, recipe.distill).to(dev) if teacher is not None else None
-    for epoch in range(start_epoch, recipe.epochs):
-        t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
-        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout, if a model has any
-        model.train()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
-                   disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
-        loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
-                                            augmentation.draw(epoch, g, dev), device_data, recipe,
-                                            precision, dev, bar, first_step=epoch * steps_per_epoch,
-                                            shard=shard, net=net, targets=targets)
-        loss_sum, correct = shard.total(loss_sum).item(), shard.total(correct).item()  # all ranks' shares
-        seen = steps_per_epoch * batch_size
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-               f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
-        if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-            # in fp32 whatever the training precision: the accuracy a run reports is then the
-            # one `tinycifar evaluate` (fp32) reproduces from its weights on any machine
-            row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
-                averager.final(model), eval_data, dev)
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "averager": averager.state_dict(),
-                         "epoch": epoch, "config": config, "history": history}, out)
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        log(_format_row(row, eval_name))
-        if on_epoch is not None:
-            on_epoch(row)
+        log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
+            f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
+        for row in history:
+            log(_format_row(row, eval_name))
+        device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
+        targets = blend(teacher.float().cpu(), labels, recipe.distill).to(dev) if teacher is not None else None
+        for epoch in range(start_epoch, recipe.epochs):
+            t0 = time.perf_counter()
+            g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
+            torch.manual_seed(_epoch_seed(seed, epoch))  # dropout, if a model has any
+            model.train()
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
+                       disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
+            loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
+                                                augmentation.draw(epoch, g, dev), device_data, recipe,
+                                                precision, dev, bar, first_step=epoch * steps_per_epoch,
+                                                shard=shard, net=net, targets=targets)
+            loss_sum, correct = shard.total(loss_sum).item(), shard.total(correct).item()  # all ranks' shares
+            seen = steps_per_epoch * batch_size
+            check_finite(loss_sum / seen, epoch + 1, lr, out)
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                   f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
+            if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+                # in fp32 whatever the training precision: the accuracy a run reports is then the
+                # one `tinycifar evaluate` (fp32) reproduces from its weights on any machine
+                row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
+                    averager.final(model), eval_data, dev)
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "averager": averager.state_dict(),
+                             "epoch": epoch, "config": config, "history": history}, out)
+            _write_log(out, history)
+            log(_format_row(row, eval_name))
+            if on_epoch is not None:
+                on_epoch(row)
 
-    final_model = averager.final(model)
-    shard.check_in_sync(final_model)
-    # held_out: a teacher made of these weights must not judge a student on images they saw.
-    save_weights(final_model, out / "model.safetensors",
-                 {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs),
-                  "held_out": str(len(eval_data[0]) if eval_name == "val" else 0),
-                  # evaluate, predict, export and soft-labels rebuild the network from these
-                  **({"model_args": json.dumps(model_args)} if model_args else {})})
-    last = history[-1]
-    metrics = {"model": model_name, "seed": seed,
-               # every parameter counts against the 100k budget, frozen ones (fastnet's
-               # whitening filters) too, as in `tinycifar summary`
-               "params": sum(p.numel() for p in final_model.parameters()),
-               "trainable_params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
-               "epochs": recipe.epochs, "precision": precision,
-               f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
-               f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
-               "train_seconds": sum(r["seconds"] for r in history),
-               "wall_seconds": time.perf_counter() - started if not resume else None,
-               **({"processes": shard.world} if shard.world > 1 else {})}
-    _write_json(out / "metrics.json", metrics)
-    plot_history(history, eval_name, out / "curves.png")
-    if not shard.is_main:
-        shutil.rmtree(out, ignore_errors=True)
-    shard.close()
-    return metrics
+        final_model = averager.final(model)
+        shard.check_in_sync(final_model)
+        # held_out: a teacher made of these weights must not judge a student on images they saw.
+        save_weights(final_model, out / "model.safetensors",
+                     {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs),
+                      "held_out": str(len(eval_data[0]) if eval_name == "val" else 0),
+                      # evaluate, predict, export and soft-labels rebuild the network from these
+                      **({"model_args": json.dumps(model_args)} if model_args else {})})
+        last = history[-1]
+        metrics = {"model": model_name, "seed": seed,
+                   # every parameter counts against the 100k budget, frozen ones (fastnet's
+                   # whitening filters) too, as in `tinycifar summary`
+                   "params": sum(p.numel() for p in final_model.parameters()),
+                   "trainable_params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
+                   "epochs": recipe.epochs, "precision": precision,
+                   f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
+                   f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
+                   "train_seconds": sum(r["seconds"] for r in history),
+                   "wall_seconds": time.perf_counter() - started if not resume else None,
+                   **({"processes": shard.world} if shard.world > 1 else {})}
+        write_json(out / "metrics.json", metrics)
+        plot_history(history, eval_name, out / "curves.png")
+        if not shard.is_main:
+            shutil.rmtree(out, ignore_errors=True)
+        shard.close()
+        return metrics
 
 
 def plan_for_budget(model_name: str, recipe: Recipe, train: Data, eval_data: Data, dev: torch.device,
@@ -339,7 +351,12 @@ def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, 
                        model_args: dict[str, Any]) -> Recipe:
     """The recipe with as many epochs as fit ``seconds``; a resumed run keeps its own."""
     if resume:
-        saved = load_checkpoint(out)["config"]["recipe"]
+        state = load_checkpoint(out)
+        check_run_state(state, out)
+        saved = with_recipe_defaults(state["config"]).get("recipe")
+        if not isinstance(saved, dict) or "epochs" not in saved:
+            raise TinyCifarError(f"the checkpoint in {out} records no recipe this version reads: start a new run "
+                                 "with --overwrite or another --out")
         return dataclasses.replace(recipe, epochs=saved["epochs"], warmup_epochs=saved["warmup_epochs"])
     plan = plan_for_budget(model_name, recipe, train, eval_data, dev, precision, seconds, model_args)
     log(plan.describe())
@@ -395,8 +412,47 @@ def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> N
     save_figure(fig, path)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
+def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
+    # Rewritten whole (a few KB) rather than appended: a crash leaves the last whole log,
+    # and a symlink planted as log.jsonl is replaced, not written through.
+    write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
+def check_finite(train_loss: float, epoch: int, lr: float, out: Path) -> None:
+    """End a run whose training loss is no longer a number, before its weights are saved:
+    the checkpoint in ``out`` stays the last finite one. Checked once an epoch, when the
+    loss is read anyway, so no step waits on the device."""
+    if not math.isfinite(train_loss):
+        raise TinyCifarError(f"training diverged: the loss of epoch {epoch} is {train_loss} at learning rate "
+                             f"{lr:.4g}; {out} keeps the last finite checkpoint. Lower --lr (or raise "
+                             "--warmup-epochs) and start again in another --out")
+
+
+# What a checkpoint of this loop holds; a file lacking any of it was not written here.
+STATE_KEYS = ("model", "optimizer", "scheduler", "averager", "epoch", "config", "history")
+
+
+def check_run_state(state: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a checkpoint that is not a resumable run of this loop, with one line: its
+    history is written back to the log, so its size and shape are bounded first."""
+    missing = [k for k in STATE_KEYS if k not in state]
+    history, epoch = state.get("history"), state.get("epoch")
+    problem = (f"it lacks {', '.join(missing)}" if missing
+               else "its config is not a dict" if not isinstance(state["config"], dict)
+               else "its epoch is not a whole number" if type(epoch) is not int
+               else "its history does not match its epoch" if not (isinstance(history, list)
+                                                                 and len(history) == epoch + 1 <= MAX_EPOCHS)
+               else "its history rows are not records of numbers" if not all(_is_log_row(r) for r in history)
+               else None)
+    if problem:
+        raise TinyCifarError(f"the checkpoint in {run_dir} is not a resumable tinycifar run ({problem}): start a "
+                             "new run with --overwrite or another --out")
+
+
+def _is_log_row(row: Any) -> bool:
+    return (isinstance(row, dict) and len(row) <= 16
+            and all(isinstance(k, str) and len(k) <= 32 and (v is None or type(v) in (int, float))
+                    for k, v in row.items()))
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -406,13 +462,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "own: fast for fastnet, long for sepnet_g31, classic for the others)")
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
+                   help=f"seed of the weights, data order and augmentation, 0 to {MAX_SEED:,} (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
     add_device_flag(p)
     p.add_argument("--val-split", type=int, default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test set "
                         "(use for any tuning); 0 trains on all 50,000 (default)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (its checkpoints, weights, logs) and start again")
     add_data_flag(p)
     add_precision_flag(p)
     p.add_argument("--time", default=None, metavar="DURATION",
@@ -491,14 +550,24 @@ def run(args: argparse.Namespace) -> int:
     say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
     if args.plan:
         return _print_plan(args, recipe, budget, model_args)
-    if args.resume:
+    if args.resume and args.overwrite:
+        raise TinyCifarError("--resume continues the run in --out and --overwrite deletes it: give one of them")
+    if args.resume:  # a checkpoint that cannot be resumed is refused before the data is loaded
         check_resumable(out)
+        check_run_state(load_checkpoint(out), out)
     check_writable(out)
-    train, eval_data, eval_name = _load_data(args)
-    metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
-                  device=args.device, resume=args.resume, progress=not args.no_progress,
-                  precision=args.precision, time_budget=budget, compile=args.compile,
-                  model_args=model_args or None, teacher=teacher)
+    with run_lock(out) if distributed.is_main_process() else contextlib.nullcontext():
+        if args.overwrite and distributed.is_main_process():
+            cleared = clear_run(out)
+            if cleared:
+                say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
+        elif not args.resume:
+            refuse_existing_run(out)  # before the data is loaded: fail fast
+        train, eval_data, eval_name = _load_data(args)
+        metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
+                      device=args.device, resume=args.resume, progress=not args.no_progress,
+                      precision=args.precision, time_budget=budget, compile=args.compile,
+                      model_args=model_args or None, teacher=teacher)
     say(json.dumps(metrics, indent=2))
     say(f"run folder: {out}")
     return 0
