@@ -10,12 +10,12 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test clean
+.PHONY: setup train test check clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_INDEX)
-	$(BIN)/python -m pip install --quiet -e ".[test,export,sweep]"
+	$(BIN)/python -m pip install --quiet -e ".[test,export,sweep,dev,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +27,13 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# Lint, types, the layering contracts (pyproject.toml) and the manual's strict build.
+check: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

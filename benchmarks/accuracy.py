@@ -1,4 +1,4 @@
-"""The one command behind every accuracy claim in the README.
+"""Final-epoch test accuracy of a recipe over several seeds, mean ± std.
 
 Runs ``tinycifar train`` once per seed (any other option is passed on to it: the default is
 the default model with the shipped recipe on all 50,000 training images), then reports
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from tinycifar import cli, train
+from tinycifar import cli
+from tinycifar.commands import train
 from tinycifar.data import load_cifar10
 from tinycifar.evaluate import evaluate
 from tinycifar.inference import resolve_device

@@ -17,7 +17,7 @@ The variants take turns for ``--rounds`` rounds (the order reversed every other 
 each reports its median, so a machine that slows down mid-run shifts them all alike::
 
     python benchmarks/loop_speed.py --model fastnet --batch-size 256 --steps 10 --rounds 5 \
-        --json benchmarks/results/loop_speed/fastnet.json      # the README's table
+        --json benchmarks/results/loop_speed/fastnet.json      # docs/training.md's table
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tinycifar.inference import prepare
 from tinycifar.models import create_model
 from tinycifar.precision import cpu_info
 from tinycifar.recipe import Recipe
-from tinycifar.train import make_optimizer
+from tinycifar.step import make_optimizer
 
 
 def per_image_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -113,7 +113,7 @@ def run_variant(name: str, images: torch.Tensor, labels: torch.Tensor, steps: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fastnet", help="the README's table is fastnet's (default)")
+    p.add_argument("--model", default="fastnet", help="docs/training.md's table is fastnet's (default)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=256)

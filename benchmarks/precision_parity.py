@@ -1,10 +1,12 @@
 """fp32 against bf16 autocast, the same recipe and seeds: does bf16 cost accuracy?
 
 Reads finished run folders (``tinycifar train --precision fp32|bf16 --val-split 5000``, the
-same recipe and seeds for both) and prints the table the README quotes: each seed's final
-validation accuracy in each precision, their difference, and mean ± std::
+same recipe and seeds for both) and prints the table that docs/precision-and-time.md
+quotes: each seed's final validation accuracy in each precision, their difference, and
+mean ± std::
 
-    python benchmarks/precision_parity.py runs/parity-*     # folders from bf16_host_session.sh
+    # runs/parity-P-sN from: tinycifar train --precision P --seed N --val-split 5000 --out DIR
+    python benchmarks/precision_parity.py runs/parity-*
 """
 
 from __future__ import annotations

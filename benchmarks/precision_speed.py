@@ -4,14 +4,16 @@ bf16 is only fast where the hardware has it (``avx512_bf16``/``amx_bf16`` CPUs, 
 GPUs); elsewhere it is emulated. This says which case a machine is in, per model::
 
     python benchmarks/precision_speed.py --models fastnet,tinynet --threads 2
-    python benchmarks/precision_speed.py --candidates --models sepnet_hires,mixernet   # issue #8's
+    python benchmarks/precision_speed.py --candidates --models sepnet_hires,mixernet
+
+``--candidates`` also registers the candidate networks of the hour-recipe experiment
+(``experiments/hour-recipe/train_variant.py``), which are not in the zoo.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
+import importlib.util
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 
 from tinycifar.models import create_model
 from tinycifar.precision import autocast, cpu_info
+
+CANDIDATES = Path(__file__).resolve().parents[1] / "experiments" / "hour-recipe" / "train_variant.py"
 
 
 def step_rate(model_name: str, precision: str, batch_size: int, steps: int) -> float:
@@ -48,11 +52,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--candidates", action="store_true",
-                   help="also know the networks of benchmarks/train_variant.py (sepnet_hires, mixernet, ...)")
+                   help="also know the candidate networks of experiments/hour-recipe/train_variant.py "
+                        "(sepnet_hires, mixernet, ...)")
     args = p.parse_args()
     if args.candidates:
-        sys.path.insert(0, str(Path(__file__).parent))
-        importlib.import_module("train_variant")  # registers the candidates
+        spec = importlib.util.spec_from_file_location("train_variant", CANDIDATES)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers the candidates
     torch.set_num_threads(args.threads)
     cpu = cpu_info()
     print(f"{cpu['model']} [{', '.join(cpu['flags'])}], {args.threads} threads, batch {args.batch_size}, "

@@ -57,7 +57,7 @@ def main() -> None:
                    help="a CPU benchmark: cpu, even where torch sees a GPU (default)")
     p.add_argument("--baseline-epochs", type=int, default=2, help="epochs of the shipped recipe to time")
     p.add_argument("--baseline-acc", type=float, nargs="+", default=[0.8815, 0.8761, 0.8771],
-                   help="the shipped recipe's recorded test accuracies (README, 3 seeds)")
+                   help="the shipped recipe's recorded test accuracies (3 seeds; docs/reproducing.md)")
     p.add_argument("--limit", type=int, default=None,
                    help="smoke test: train on the first N training images, 2 epochs each")
     p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",

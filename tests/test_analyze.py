@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_DATA as REAL
+from conftest import needs_real_data
 from PIL import Image
 
 from tinycifar import cli, data
 from tinycifar.data import BATCHES_DIR, CLASSES
 
 N = 20  # images per fake batch
-from conftest import REAL_DATA as REAL
-from conftest import needs_real_data
+
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 

@@ -25,17 +25,17 @@ import re
 import socket
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 from conftest import (
-    N,
     Evil,
+    N,
     add_file,
     add_symlink,
     fake_archive_bytes,
@@ -257,7 +257,6 @@ def onnx_reading_a_file(env, where: str) -> Path:
     """A contract-keeping ONNX classifier (mean colour times a 3×10 matrix) whose matrix is
     external data in ``secret.bin`` beside it, kept in a ``Constant`` node, in a subgraph's
     initializer or as a sparse initializer: ONNX Runtime would read the file."""
-    import onnx
     from onnx import TensorProto, helper
 
     (env.tmp / "secret.bin").write_bytes(np.arange(30, dtype=np.float32).tobytes())

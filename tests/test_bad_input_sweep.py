@@ -38,6 +38,7 @@ from optuna.trial import TrialState  # noqa: E402
 from tinycifar import sweep  # noqa: E402
 from tinycifar.data import BATCHES_DIR  # noqa: E402
 from tinycifar.errors import TinyCifarError  # noqa: E402
+from tinycifar.sweep import coordinator  # noqa: E402
 
 VAL = 20  # held-out images, of the fake set's 5 * N = 100 training images
 PASSWORD = "Pa55-w0rd"
@@ -113,8 +114,8 @@ def fake_workers(e, code: int, act=None) -> list[FakeWorker]:
         started.append(FakeWorker(cmd, kwargs["env"], kwargs["stdout"], code, act))
         return started[-1]
 
-    e.monkeypatch.setattr(sweep.subprocess, "Popen", popen)
-    e.monkeypatch.setattr(sweep, "POLL_S", 0.01)
+    e.monkeypatch.setattr(coordinator.subprocess, "Popen", popen)
+    e.monkeypatch.setattr(coordinator, "POLL_S", 0.01)
     e.workers = started
     return started
 
@@ -129,7 +130,7 @@ def database_in_a_journal(e) -> list[str]:
     """A sweep told of a database with a password, its study kept in a journal instead:
     what is printed and passed on is under test, not the database."""
     real = sweep.open_storage
-    e.monkeypatch.setattr(sweep, "open_storage", lambda spec, out: real(None, out))
+    e.monkeypatch.setattr(coordinator, "open_storage", lambda spec, out: real(None, out))
     return with_workers(e, 0, None, "--storage", db_url())
 
 
@@ -145,7 +146,7 @@ def fail_three_trials(worker: FakeWorker, log) -> None:
     for _ in range(sweep.FAILS_IN_A_ROW):
         trial_id = storage.create_new_trial(study_id)
         number = storage.get_trial_number_from_id(trial_id)
-        storage.set_trial_user_attr(trial_id, "worker", sweep._worker_id(worker.pid))
+        storage.set_trial_user_attr(trial_id, "worker", sweep.worker_id(worker.pid))
         storage.set_trial_user_attr(trial_id, "failed_because",
                                     f"cannot write to --out trial-{number} (No space left on device)")
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -491,10 +492,10 @@ def test_workers_do_not_outlive_a_killed_coordinator(proc_env):
 def test_a_worker_without_prctl_still_follows_its_coordinator(tmp_path):
     """The portable fallback: the thread that watches the parent's pid."""
     child = ("import ctypes, time\n"
-             "from tinycifar import sweep\n"
+             "from tinycifar.sweep import worker\n"
              "def no_prctl(*a, **k): raise OSError('no prctl here')\n"
              "ctypes.CDLL = no_prctl\n"
-             "sweep._follow_coordinator()\n"
+             "worker.follow_coordinator()\n"
              "print('following', flush=True)\n"
              "time.sleep(60)\n")
     parent = ("import os, subprocess, sys\n"

@@ -20,9 +20,9 @@ import pytest
 import torch
 from conftest import (
     ALL_FILES,
-    N,
     TRAIN_FILES,
     Evil,
+    N,
     add_file,
     add_symlink,
     fake_archive_bytes,
@@ -32,9 +32,10 @@ from conftest import (
     tar_bytes,
     write_batches,
 )
+from conftest import REAL_DATA as REAL
+from conftest import needs_real_data as needs_real
 
 from tinycifar import data
-from tinycifar.errors import TinyCifarError
 from tinycifar.data import (
     ARCHIVE_NAME,
     BATCHES_DIR,
@@ -43,10 +44,7 @@ from tinycifar.data import (
     load_cifar10,
     resolve_data_dir,
 )
-
-from conftest import REAL_DATA as REAL
-from conftest import needs_real_data as needs_real
-
+from tinycifar.errors import TinyCifarError
 
 # --- helpers (the fake-dataset builders and the fixtures tiny, fake_root and server are in conftest.py)
 
@@ -101,7 +99,7 @@ def test_load_local_folder(fake_root):
     assert x.dtype == torch.uint8 and x.shape == (5 * N, 3, 32, 32)
     assert y.dtype == torch.int64 and y.shape == (5 * N,)
     # Batches in order, each row reshaped as 3 planes of 32x32, row-major.
-    for k, name in enumerate(TRAIN_FILES):
+    for k in range(len(TRAIN_FILES)):
         raw = fake_batch(N, k)
         rows = slice(k * N, (k + 1) * N)
         assert y[rows].tolist() == raw[b"labels"]

@@ -12,6 +12,7 @@ from conftest import synthetic_cifar, write_batches
 from tinycifar import cli, data, distill
 from tinycifar.augment import Augmentation, mix
 from tinycifar.checkpoint import save_weights
+from tinycifar.commands import soft_labels
 from tinycifar.data import BATCHES_DIR
 from tinycifar.distill import blend, load_soft_labels, save_soft_labels
 from tinycifar.errors import TinyCifarError
@@ -188,7 +189,7 @@ def test_soft_labels_says_how_soft_its_targets_are(tmp_path, monkeypatch, capsys
     _, labels = data.load_cifar10("train", root)
     # two teachers that give the true label 0.8 and 0.6: their ensemble gives it 0.7
     sure = [torch.full((100, 10), (1 - p) / 9).scatter(1, labels.long()[:, None], p) for p in (0.8, 0.6)]
-    monkeypatch.setattr(distill, "model_probs", lambda *args, **kwargs: torch.stack(sure))
+    monkeypatch.setattr(soft_labels, "model_probs", lambda *args, **kwargs: torch.stack(sure))
     weights = tmp_path / "w.safetensors"
     save_weights(create_model("tinynet"), weights, {"model": "tinynet"})
     assert cli.main(["soft-labels", "--weights", str(weights), "--out", str(tmp_path / "t.safetensors"),
@@ -236,7 +237,7 @@ def test_a_run_s_weights_say_which_images_it_held_out(tmp_path):
 
 
 def test_sweeps_and_repeats_refuse_what_they_cannot_do(tmp_path):
-    from tinycifar.repeat import train_argv
+    from tinycifar.commands.repeat import train_argv
     from tinycifar.sweep import load_space
 
     space = tmp_path / "space.toml"

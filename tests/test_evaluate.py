@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import tinycifar.commands.evaluate as evaluate_command
 import tinycifar.evaluate as ev
 from tinycifar import cli
 from tinycifar.checkpoint import save_weights
@@ -215,7 +216,7 @@ def fake_test_set(monkeypatch, data):
         calls.append((split, data_dir))
         return data
 
-    monkeypatch.setattr(ev, "load_cifar10", fake_load)
+    monkeypatch.setattr(evaluate_command, "load_cifar10", fake_load)
     return calls
 
 

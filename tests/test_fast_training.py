@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 import torch.nn as nn
+from conftest import synthetic_cifar
 from safetensors.torch import load_file
 
-from conftest import synthetic_cifar
 from tinycifar import cli
 from tinycifar.averaging import Lookahead
 from tinycifar.budget import evaluations, parse_duration
@@ -18,8 +18,9 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model
 from tinycifar.precision import autocast, cpu_info, resolve_precision
 from tinycifar.recipe import Recipe, load_recipe
+from tinycifar.step import make_optimizer
 from tinycifar.summary import summarize
-from tinycifar.train import fit, make_optimizer
+from tinycifar.train import fit
 
 QUIET = {"progress": False, "log": lambda *_: None}
 FAST_TINY = Recipe(epochs=3, batch_size=64, lr=0.3, momentum=0.85, warmup_epochs=0.6, label_smoothing=0.2,

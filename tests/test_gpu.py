@@ -14,7 +14,8 @@ from tinycifar.inference import resolve_device
 from tinycifar.models import create_model
 from tinycifar.precision import resolve_precision
 from tinycifar.recipe import load_recipe
-from tinycifar.train import fit, init_from_data, lr_factor, make_optimizer, train_epoch
+from tinycifar.step import lr_factor, make_optimizer
+from tinycifar.train import fit, init_from_data, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 CUDA = torch.device("cuda")

@@ -1,11 +1,11 @@
-import dataclasses
 import argparse
+import dataclasses
 
 import pytest
 
+from tinycifar.commands.flags import add_recipe_flags, apply_overrides
 from tinycifar.errors import TinyCifarError
-from tinycifar.recipe import (Recipe, add_recipe_flags, apply_overrides, load_recipe, recipe_from_dict,
-                              recipe_to_toml)
+from tinycifar.recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_toml
 
 
 def test_packaged_default_recipe_equals_the_dataclass_defaults():

@@ -7,8 +7,9 @@ import pytest
 from conftest import REAL_DATA, needs_real_data
 
 from tinycifar import cli
+from tinycifar.commands.repeat import train_argv
 from tinycifar.errors import TinyCifarError
-from tinycifar.repeat import summarize, train_argv
+from tinycifar.repeat import summarize
 
 # 200 training images, 1 epoch: a real `tinycifar train` in seconds.
 QUICK = ["--model", "fastnet", "--val-split", "49800", "--epochs", "1", "--warmup-epochs", "0.5",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-
 from conftest import SEED_PARAMS
+
 from tinycifar.models import create_model, describe_model, list_models
 
 

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import SEED_PARAMS
+
 from tinycifar import cli
 from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model, list_models

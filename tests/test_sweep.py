@@ -18,8 +18,8 @@ optuna = pytest.importorskip("optuna", reason="the [sweep] extra is not installe
 from optuna.trial import TrialState  # noqa: E402
 
 from tinycifar.errors import TinyCifarError  # noqa: E402
+from tinycifar.models import parse_model_args  # noqa: E402
 from tinycifar.recipe import load_recipe  # noqa: E402
-from tinycifar.train import parse_model_args  # noqa: E402
 from tinycifar.sweep import account_for_dead, configure, load_space, open_storage  # noqa: E402
 
 # A tiny split: 256 training images, scored on 200 held-out ones, 3 epochs a trial; one
@@ -173,13 +173,15 @@ def _check_results(out: Path) -> None:
 
 def test_workers_run_where_and_on_what_the_sweep_was_told(tmp_path, monkeypatch):
     from tinycifar import cli, sweep
+    from tinycifar.commands.sweep import options
+    from tinycifar.sweep import coordinator
 
     spawned = []
-    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **kwargs: spawned.append((cmd, kwargs["env"])))
+    monkeypatch.setattr(coordinator.subprocess, "Popen", lambda cmd, **kwargs: spawned.append((cmd, kwargs["env"])))
     url = "postgresql://user:s3cret@db/sweeps"
     args = cli.build_parser().parse_args(["sweep", "docs/sweep-example.toml", "--out", str(tmp_path),
                                           "--device", "cpu", "--data-dir", "/data/cifar", "--storage", url])
-    sweep._spawn(args, 1, threads=1)
+    coordinator.spawn(options(args), 1, threads=1)
     ((cmd, env),) = spawned
     assert cmd[cmd.index("--device") + 1] == "cpu"  # before, a worker took auto: the GPU if one was there
     assert cmd[cmd.index("--data-dir") + 1] == "/data/cifar"
@@ -247,7 +249,7 @@ def test_an_unreachable_database_is_one_line(tmp_path, capsys):
 
 def test_train_takes_the_model_args_a_sweep_names(tmp_path, capsys):
     from tinycifar import cli
-    from tinycifar.train import parse_model_args
+    from tinycifar.models import parse_model_args
 
     assert parse_model_args('{"widths": [16, 24, 32]}') == {"widths": [16, 24, 32]}
     for bad, says in (('{"widths": [16, 24', "is not JSON"), ('[16]', "JSON object"),

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from tinycifar.augment import Augmentation
 from tinycifar.errors import TinyCifarError
 from tinycifar.recipe import Recipe
-from tinycifar.train import fit, lr_factor, split_validation
+from tinycifar.step import lr_factor
+from tinycifar.train import fit, split_validation
 
 TINY = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, translate=2, cutout=8, ssr=True)
 

@@ -1,5 +1,5 @@
-"""The candidate networks of ``benchmarks/train_variant.py`` (issue #8's search) build
-within the budget and train under ``tinycifar train``'s loop."""
+"""The candidate networks of ``experiments/hour-recipe/train_variant.py`` (issue #8's
+search) build within the budget and train under ``tinycifar train``'s loop."""
 
 import importlib.util
 import json
@@ -13,7 +13,7 @@ from tinycifar.recipe import Recipe
 from tinycifar.summary import summarize
 from tinycifar.train import fit
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "train_variant.py"
+SCRIPT = Path(__file__).parents[1] / "experiments" / "hour-recipe" / "train_variant.py"
 
 
 @pytest.fixture

@@ -2,62 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from tinycifar.cli import add_data_flag
-from tinycifar.data import CLASSES, channel_stats, load_cifar10
-from tinycifar.paths import writable_dir
-from tinycifar.figures import new_figure, save_figure
+from tinycifar.data import CLASSES
+from tinycifar.figures import new_figure
 
 SAMPLES_PER_CLASS = 10
 _UPSCALE = 3  # screen pixels per image pixel in samples.png
 _GAP = 2  # white pixels between tiles
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add_data_flag(parser)
-    parser.add_argument("--out", metavar="DIR", default="analysis", help="where to write the figures (default: analysis)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10 if it is missing")
 
 
-def run(args: argparse.Namespace) -> int:
-    download = not args.no_download
-    train_x, train_y = load_cifar10("train", args.data_dir, download=download)
-    test_x, test_y = load_cifar10("test", args.data_dir, download=download)
-
-    c, h, w = train_x.shape[1:]
-    print(f"image size: {c}x{h}x{w} (channels x height x width)")
-    print(f"images: {len(train_x)} train, {len(test_x)} test")
-    train_counts = torch.bincount(train_y, minlength=len(CLASSES)).tolist()
-    test_counts = torch.bincount(test_y, minlength=len(CLASSES)).tolist()
-    print()
-    print(f"{'class':<12}{'train':>8}{'test':>8}")
-    for name, n_train, n_test in zip(CLASSES, train_counts, test_counts):
-        print(f"{name:<12}{n_train:>8}{n_test:>8}")
-    print(f"{'total':<12}{sum(train_counts):>8}{sum(test_counts):>8}")
-    print()
-    mean, std = channel_stats(train_x)
-    print("training set, per channel in [0, 1]:")
-    print("mean (R, G, B): " + " ".join(f"{v:.4f}" for v in mean))
-    print("std (R, G, B): " + " ".join(f"{v:.4f}" for v in std))
-
-    out = Path(args.out)
-    writable_dir(out, "--out", "choose another folder with --out")
-    written = [
-        save_figure(_samples_figure(train_x, train_y), out / "samples.png"),
-        save_figure(_distribution_figure(train_counts, test_counts), out / "class_distribution.png"),
-    ]
-    print()
-    for path in written:
-        print(f"wrote {path}")
-    return 0
 
 
-def _samples_figure(images: torch.Tensor, labels: torch.Tensor):
+def samples_figure(images: torch.Tensor, labels: torch.Tensor):
     tile = images.shape[-1] * _UPSCALE
     step = tile + _GAP
     n = len(CLASSES)
@@ -88,7 +48,7 @@ def _samples_figure(images: torch.Tensor, labels: torch.Tensor):
     return fig
 
 
-def _distribution_figure(train_counts: list[int], test_counts: list[int]):
+def distribution_figure(train_counts: list[int], test_counts: list[int]):
     fig = new_figure(9, 4.8)
     ax = fig.add_subplot()
     x = np.arange(len(CLASSES))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,7 +119,9 @@ def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Te
     """
     keep = lams[:, None, None, None].to(x.dtype)  # the own image's weight at each pixel
     if cut is not None:
-        box = _box(lams, centres, *x.shape[2:], x.device)
+        assert centres is not None  # CutMix's rows and its box centres are drawn together (Augmentation._mix_draws)
+        _, _, h, w = x.shape
+        box = _box(lams, centres, h, w, x.device)
         keep = torch.where(cut[:, None, None, None], (~box).to(x.dtype)[:, None], keep)
     mixed = x * keep + x.flip(0) * (1 - keep)
     share = keep.mean((1, 2, 3))[:, None]
@@ -150,15 +154,17 @@ class Draws:
     cut: torch.Tensor | None = None  # (N,) bool: CutMix rather than mixup; None without CutMix
     boxes: torch.Tensor | None = None  # (N, 2) CutMix box centres, fractions of the size
 
-    def __getitem__(self, rows: slice) -> "Draws":
+    def __getitem__(self, rows: slice) -> Draws:
         return self._map(lambda t: t[rows])
 
-    def to(self, device: torch.device) -> "Draws":
+    def to(self, device: torch.device) -> Draws:
         return self._map(lambda t: t.to(device))
 
-    def _map(self, fn) -> "Draws":
-        return Draws(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v)
-                        for f in dataclasses.fields(self)})
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Draws:
+        # Any: ``order`` is never None, the optional fields stay None where they are
+        mapped: dict[str, Any] = {f.name: None if (v := getattr(self, f.name)) is None else fn(v)
+                                  for f in dataclasses.fields(self)}
+        return Draws(**mapped)
 
 
 class Augmentation:
@@ -186,7 +192,7 @@ class Augmentation:
                       if self.alternating else None)
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, n_images: int, seed: int) -> "Augmentation":
+    def from_recipe(cls, recipe: Recipe, n_images: int, seed: int) -> Augmentation:
         return cls(n_images, seed, flip=recipe.flip, alternating=recipe.alt_flip, translate=recipe.translate,
                    ssr=recipe.ssr, cutout=recipe.cutout, mixup=recipe.mixup, cutmix=recipe.cutmix,
                    mixup_ramp=recipe.mixup_ramp, epochs=recipe.epochs)
@@ -196,6 +202,7 @@ class Augmentation:
         n = self.n
         d = Draws(order=torch.randperm(n, generator=g))
         if self.alternating:
+            assert self.coins is not None  # drawn in __init__ whenever alternating
             d.flips = self.coins[d.order] ^ bool(epoch % 2)
         elif self.flip:
             d.flips = torch.rand(n, generator=g) < 0.5
@@ -223,12 +230,13 @@ class Augmentation:
         alpha = np.where(cut.numpy(), self.cutmix, self.mixup or 1.0)  # 1.0: replaced by the ramp
         lams = rng.beta(alpha, alpha)
         if self.mixup_ramp:
+            assert self.epochs is not None  # __init__ refuses mixup_ramp without epochs
             ramped = 1 - rng.uniform(0, min(epoch / self.epochs, self.mixup_ramp), n)
             lams = np.where(cut.numpy(), lams, ramped)
-        lams = torch.from_numpy(lams).float()
+        shares = torch.from_numpy(lams).float()
         if not self.cutmix:
-            return lams, None, None  # mixup alone: no boxes to draw or paint
-        return lams, cut, torch.rand(n, 2, generator=g)
+            return shares, None, None  # mixup alone: no boxes to draw or paint
+        return shares, cut, torch.rand(n, 2, generator=g)
 
     def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws, dev: torch.device,
               targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

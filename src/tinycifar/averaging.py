@@ -42,7 +42,8 @@ class EMA(NoAveraging):
     def state_dict(self) -> dict[str, Any]:
         return self.ema.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        assert state is not None  # only NoAveraging saves None, and a resume's recipe is the checkpoint's
         self.ema.load_state_dict(state)
 
 
@@ -77,7 +78,8 @@ class Lookahead(NoAveraging):
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        assert state is not None  # only NoAveraging saves None, and a resume's recipe is the checkpoint's
         for k, v in state["slow"].items():
             self.slow[k].copy_(v)
 

@@ -29,7 +29,7 @@ MARGIN = 0.85  # timings on a shared 2-core VM drift by 10% and more within minu
 END_RESERVE_S = 2.0  # final weights, metrics and the curves plot
 # Steps not timed. bf16 kernels on an AVX-512 EPYC took four steps to settle (366, 639, 256,
 # 238 ms, then 150-210): skipping two overstated sepnet_g31's step by a quarter, and an hour's
-# plan left a third of the hour unused (benchmarks/README.md, "The hour on the target CPU").
+# plan left a third of the hour unused (experiments/hour-recipe/README.md).
 WARMUP_STEPS = 4
 
 
@@ -76,7 +76,7 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
     """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
     from tinycifar.augment import Augmentation
     from tinycifar.distributed import Single
-    from tinycifar.train import train_step
+    from tinycifar.step import train_step
 
     started = time.perf_counter()
     images, labels = train

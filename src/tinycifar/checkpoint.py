@@ -22,8 +22,13 @@ from safetensors.torch import save_file
 
 from tinycifar.atomic import atomic_write
 from tinycifar.errors import TinyCifarError
-from tinycifar.untrusted import (SafetensorsHeader, check_checkpoint_zip, load_safetensors, read_bytes,
-                                safetensors_header)
+from tinycifar.untrusted import (
+    SafetensorsHeader,
+    check_checkpoint_zip,
+    load_safetensors,
+    read_bytes,
+    safetensors_header,
+)
 
 LAST, PREVIOUS = "last.pt", "previous.pt"
 

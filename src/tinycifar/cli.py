@@ -1,4 +1,4 @@
-"""The ``tinycifar`` command: one sub-command per module, each module owning its options.
+"""The ``tinycifar`` command: one sub-command per module of :mod:`tinycifar.commands`.
 
 A command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; a
 :class:`TinyCifarError` raised anywhere below becomes a one-line message and exit code 2.
@@ -15,46 +15,24 @@ from tinycifar.errors import TinyCifarError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("tinycifar.zoo_cli", "list the registered models with their size"),
-    "summary": ("tinycifar.summary", "print a model's layer table, parameters, MACs, receptive field"),
-    "analyze": ("tinycifar.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
-    "train": ("tinycifar.train", "train a model"),
-    "soft-labels": ("tinycifar.distill", "store trained models' class probabilities for every training "
+    "models": ("tinycifar.commands.models", "list the registered models with their size"),
+    "summary": ("tinycifar.commands.summary", "print a model's layer table, parameters, MACs, receptive field"),
+    "analyze": ("tinycifar.commands.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
+    "train": ("tinycifar.commands.train", "train a model"),
+    "soft-labels": ("tinycifar.commands.soft_labels", "store trained models' class probabilities for every training "
                     "image: a teacher for train --teacher"),
-    "repeat": ("tinycifar.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
-    "sweep": ("tinycifar.sweep", "search recipe fields on Optuna, scored on the validation split"),
-    "evaluate": ("tinycifar.evaluate", "evaluate weights on the official test set"),
-    "predict": ("tinycifar.predict", "classify image files"),
-    "export": ("tinycifar.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),
+    "repeat": ("tinycifar.commands.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
+    "sweep": ("tinycifar.commands.sweep", "search recipe fields on Optuna, scored on the validation split"),
+    "evaluate": ("tinycifar.commands.evaluate", "evaluate weights on the official test set"),
+    "predict": ("tinycifar.commands.predict", "classify image files"),
+    "export": ("tinycifar.commands.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),
 }
 
 
-def whole_number(minimum: int = 0, maximum: int | None = None):
-    """An argparse ``type`` for integers in ``[minimum, maximum]``; accepts ``100,000`` and ``100_000``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace(",", "").replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
-        return value
-
-    return parse
 
 
-def add_data_flag(parser: argparse.ArgumentParser, use: str = "") -> None:
-    """``--data-dir``, the same in every command; ``use`` says what the command reads it for."""
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help=f"folder holding cifar-10-batches-py/{use} (default: $TINYCIFAR_DATA, else the user cache dir)")
 
 
-def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (default: auto, a CUDA GPU when torch sees one)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,24 +7,18 @@ the shipped-or-given weights, the figures and ``metrics.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from tinycifar.atomic import write_json
-from tinycifar.cli import add_data_flag, add_device_flag, whole_number
-from tinycifar.data import CLASSES, load_cifar10
+from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
-from tinycifar.figures import new_figure, save_figure
-from tinycifar.paths import writable_dir
-from tinycifar.precision import add_precision_flag
-from tinycifar.pretrained import add_weights_flags, load_forward, torch_forward
+from tinycifar.figures import new_figure
+from tinycifar.pretrained import torch_forward
 
 GALLERY_SIZE = 40
 _GALLERY_COLS = 8
@@ -75,7 +69,7 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
     return result
 
 
-def _logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+def forward_logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
             tta: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Plain logits and, if asked, flip-TTA logits: two passes, not three. ``forward``
     takes uint8 images to logits (a PyTorch model's or an ONNX file's)."""
@@ -99,7 +93,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     if len(images) != len(labels):
         raise TinyCifarError(f"{len(images)} images but {len(labels)} labels")
-    plain, tta_logits = _logits(torch_forward(model, device, batch_size, precision), images, tta)
+    plain, tta_logits = forward_logits(torch_forward(model, device, batch_size, precision), images, tta)
     return metrics_from_logits(plain, labels, tta_logits)
 
 
@@ -107,12 +101,12 @@ def format_per_class(metrics: dict[str, Any]) -> str:
     """The per-class table: class, correct/total, accuracy, and a total row."""
     lines = [f"{'class':<12}{'correct/total':>15}{'accuracy':>10}"]
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<12}{row['correct']:>8}/{row['total']:<6}{_pct(row['accuracy']):>10}")
-    lines.append(f"{'total':<12}{metrics['correct']:>8}/{metrics['n_images']:<6}{_pct(metrics['accuracy']):>10}")
+        lines.append(f"{name:<12}{row['correct']:>8}/{row['total']:<6}{percent(row['accuracy']):>10}")
+    lines.append(f"{'total':<12}{metrics['correct']:>8}/{metrics['n_images']:<6}{percent(metrics['accuracy']):>10}")
     return "\n".join(lines)
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
@@ -121,10 +115,10 @@ def _pct(value: float | None) -> str:
 
 def confusion_figure(cm: list[list[int]] | torch.Tensor, title: str = "Confusion matrix"):
     """10×10 heat map with the count in every cell; rows true class, columns predicted."""
-    cm = np.asarray(torch.as_tensor(cm))
+    counts = np.asarray(torch.as_tensor(cm))
     fig = new_figure(8.5, 7.5)
     ax = fig.add_subplot()
-    im = ax.imshow(cm, cmap="Blues", interpolation="nearest", vmin=0)
+    im = ax.imshow(counts, cmap="Blues", interpolation="nearest", vmin=0)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
     n = len(CLASSES)
     ax.set_xticks(range(n), labels=CLASSES, rotation=45, ha="right", rotation_mode="anchor")
@@ -132,11 +126,11 @@ def confusion_figure(cm: list[list[int]] | torch.Tensor, title: str = "Confusion
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    threshold = cm.max() / 2 if cm.size and cm.max() > 0 else 1
+    threshold = counts.max() / 2 if counts.size and counts.max() > 0 else 1
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if counts[i, j] > threshold else "black")
     fig.tight_layout()
     return fig
 
@@ -174,54 +168,5 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
 # --- the command -------------------------------------------------------------------------
 
 
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    add_weights_flags(p)
-    add_data_flag(p)
-    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
-                   help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
-                        "with ONNX Runtime instead of PyTorch weights")
-    add_device_flag(p)
-    add_precision_flag(p)
-    p.add_argument("--tta", action="store_true",
-                   help="also report accuracy with horizontal-flip test-time augmentation")
-    p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
-                   help="where to write metrics.json and the figures (default: evaluation)")
-    p.add_argument("--batch-size", type=whole_number(1), default=1000, metavar="N",
-                   help="images per forward pass (default: 1000)")
 
 
-def run(args: argparse.Namespace) -> int:
-    name, weights, runs_as, forward = load_forward(args.model, args.weights, args.onnx, args.device,
-                                                   args.precision, args.batch_size)
-    out = Path(args.out)
-    # Before the test set and the forward passes: fail fast.
-    writable_dir(out, "--out", "choose another folder with --out")
-    images, labels = load_cifar10("test", args.data_dir)
-
-    start = time.perf_counter()
-    plain, tta_logits = _logits(forward, images, args.tta)
-    seconds = time.perf_counter() - start
-    metrics = metrics_from_logits(plain, labels, tta_logits)
-
-    print(f"model {name}, weights {weights}, {runs_as}: {metrics['n_images']} test images in {seconds:.1f} s")
-    print(f"accuracy: {_pct(metrics['accuracy'])} ({metrics['correct']}/{metrics['n_images']})")
-    if args.tta:
-        print(f"accuracy with flip TTA: {_pct(metrics['tta_accuracy'])} "
-              f"({metrics['tta_correct']}/{metrics['n_images']})")
-    print()
-    print("per class (without TTA):")
-    print(format_per_class(metrics))
-
-    record = {"model": name, "weights": str(weights), "runs_as": runs_as, **metrics}
-    metrics_path = out / "metrics.json"
-    write_json(metrics_path, record)
-    title = f"Confusion matrix: {name}, accuracy {_pct(metrics['accuracy'])} on {metrics['n_images']} test images"
-    written = [
-        metrics_path,
-        save_figure(confusion_figure(metrics["confusion_matrix"], title), out / "confusion_matrix.png"),
-        save_figure(misclassified_figure(images, labels, plain), out / "misclassified.png"),
-    ]
-    print()
-    for path in written:
-        print(f"wrote {path}")
-    return 0

@@ -59,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise TinyCifarError("--device cuda asked for, but this torch build sees no CUDA GPU; "
-                             "use --device cpu, or install a CUDA build of torch (see README)")
+                             "use --device cpu, or install a CUDA build of torch (see docs/gpu-and-torchrun.md)")
     if name not in ("cpu", "cuda"):
         raise TinyCifarError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)

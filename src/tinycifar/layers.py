@@ -180,6 +180,7 @@ class PatchWhitening(nn.Conv2d):
         with torch.no_grad():
             eye = torch.eye(out_ch // 2).view(-1, in_ch, kernel_size, kernel_size)
             self.weight.copy_(torch.cat([eye, -eye]))  # pass-through until fitted
+            assert self.bias is not None  # bias=True above
             self.bias.zero_()
 
     @torch.no_grad()

@@ -9,11 +9,11 @@ EPYC (``benchmarks/precision_speed.py``), so ``auto`` never picks it there.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import platform
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -24,8 +24,13 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 _REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
+class CpuInfo(TypedDict):
+    model: str
+    flags: list[str]
+
+
 @lru_cache(maxsize=1)
-def cpu_info() -> dict[str, object]:
+def cpu_info() -> CpuInfo:
     """CPU model name and the flags that decide kernel speed (Linux; best effort elsewhere)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
@@ -50,7 +55,7 @@ def native_bf16(device: torch.device) -> bool:
 def resolve_precision(name: str, device: torch.device) -> str:
     """``auto`` → ``bf16`` where it is native to ``device``, else ``fp32``; ``fp32`` and
     ``bf16`` are taken as asked. On a CPU, bf16 was shown to cost no accuracy (fp32 against
-    bf16, 3 seeds each, validation split: README, "Precision"); on a GPU it is the field's
+    bf16, 3 seeds each, validation split: docs/precision-and-time.md); on a GPU it is the field's
     default (airbench, timm)."""
     if name not in PRECISIONS:
         raise TinyCifarError(f"unknown precision {name!r}; use {', '.join(PRECISIONS)}")
@@ -59,11 +64,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def add_precision_flag(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, the same for train, evaluate and predict."""
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="fp32; bf16 autocast (fast only where the CPU or GPU runs bf16 natively); "
-                             "auto: bf16 where it is native, else fp32 (default)")
 
 
 def describe(precision: str, device: torch.device) -> str:

@@ -7,10 +7,8 @@ the model in one forward pass. A bad file costs one line on stderr, not the run.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,11 +17,9 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from tinycifar.cli import add_device_flag, whole_number
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
-from tinycifar.precision import add_precision_flag
-from tinycifar.pretrained import Forward, add_weights_flags, load_forward, torch_forward
+from tinycifar.pretrained import Forward, torch_forward
 from tinycifar.untrusted import read_bytes
 
 SIZE = 32
@@ -115,11 +111,12 @@ def _decode(im: ImageFile.ImageFile, path: str | os.PathLike[str]) -> torch.Tens
         raise _problem(path, f"refused: the image is {w}×{h} ({w * h / 1e6:.0f} megapixels), over the "
                              f"{MAX_PIXELS / 1e6:.0f}-megapixel limit; shrink it first")
     im.load()
+    upright: Image.Image = im
     try:
-        im = ImageOps.exif_transpose(im)
+        upright = ImageOps.exif_transpose(im)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not cost the prediction
         pass
-    rgb = _to_rgb(im, path)
+    rgb = _to_rgb(upright, path)
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) / 2, (h - side) / 2
@@ -174,27 +171,5 @@ def top_classes(forward: Forward, images: torch.Tensor, top_k: int = 3) -> list[
             for row_i, row_p in zip(idx.tolist(), probs.tolist())]
 
 
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
-    add_weights_flags(p)
-    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
-                   help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights")
-    add_device_flag(p)
-    add_precision_flag(p)
-    p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
 
 
-def run(args: argparse.Namespace) -> int:
-    _, _, _, forward = load_forward(args.model, args.weights, args.onnx, args.device, args.precision)
-    names, tensors, failed = [], [], 0
-    for name in args.images:
-        try:
-            tensors.append(load_image(name))
-            names.append(name)
-        except TinyCifarError as e:
-            print(f"tinycifar predict: error: {e}", file=sys.stderr)
-            failed += 1
-    if tensors:
-        for name, top in zip(names, top_classes(forward, torch.stack(tensors), args.top_k)):
-            print(f"{name}: " + ", ".join(f"{cls} {p:.2f}" for cls, p in top))
-    return 1 if failed else 0

@@ -7,11 +7,11 @@ commands that need a trained model (``evaluate``, ``predict``) use them unless g
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -77,7 +77,9 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
     check_fits(shell, path, header, recorded_args=model_args)
     model = build_model(model_name, model_args)
     load_weights(model, path, header)
-    return model.to(device=torch.device(device), memory_format=torch.channels_last).eval()
+    # ignored below: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
+    model = model.to(device=torch.device(device), memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.eval()
 
 
 def _saved_model_args(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
@@ -106,12 +108,6 @@ def _small(value: Any) -> bool:
     return value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= 64)
 
 
-def add_weights_flags(parser: argparse.ArgumentParser) -> None:
-    """``--model`` and ``--weights``, the same for evaluate, predict and export."""
-    parser.add_argument("--model", default=None, metavar="NAME",
-                        help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
-    parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                        help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
 
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # uint8 images (N, 3, 32, 32) → fp32 logits (N, 10)

@@ -7,16 +7,14 @@ given on the command line overrides the recipe file.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tinycifar.errors import TinyCifarError
-
 
 # Bounds past which a value is absurd rather than large: 10,000 epochs of CIFAR-10 are weeks
 # on a CPU, a batch past 65,536 is larger than the data, and SGD diverges long before lr 10.
@@ -61,7 +59,7 @@ class Recipe:
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> "Recipe":
+    def validate(self) -> Recipe:
         # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.
         nonfinite = [f"{f.name} must be a finite number (got {getattr(self, f.name)})"
                      for f in fields(self) if f.type == "float" and not math.isfinite(getattr(self, f.name))]
@@ -164,9 +162,10 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     if unknown:
         raise TinyCifarError(f"{source}: unknown key(s) {', '.join(unknown)}; "
                              f"known keys: {', '.join(known)}")
-    typed = {}
+    typed: dict[str, Any] = {}
     for key, value in values.items():
         want = known[key].type
+        assert isinstance(want, str)  # `from __future__ import annotations`: a field's type is its annotation's text
         ok = {"int": isinstance(value, int) and not isinstance(value, bool),
               "float": isinstance(value, (int, float)) and not isinstance(value, bool),
               "bool": isinstance(value, bool)}[want]
@@ -179,20 +178,5 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     return Recipe(**typed)
 
 
-def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per recipe field; default None means 'keep the recipe's value'."""
-    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    for f in fields(Recipe):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f.metadata["help"])
-        else:
-            group.add_argument(flag, dest=f.name, type={"int": int, "float": float}[f.type],
-                               default=None, metavar=f.name.upper(), help=f.metadata["help"])
 
 
-def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
-    changes = {f.name: getattr(args, f.name) for f in fields(Recipe)
-               if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(recipe, **changes)

@@ -15,8 +15,8 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tinycifar.errors import TinyCifarError
 
@@ -93,7 +93,7 @@ def _acquire(folder: Path) -> int:
                                      "not a tinycifar lock file, or choose another --out") from None
             if fcntl is None:
                 os.close(fd)
-                raise _busy(path, "")
+                raise _busy(path, "") from None
         except OSError as e:
             raise TinyCifarError(f"cannot write to {folder} ({e.strerror or e}): choose a folder you can "
                                  "write to") from None

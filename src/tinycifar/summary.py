@@ -8,24 +8,23 @@ are :func:`summarize` (walk a model, return a :class:`ModelSummary`) and
 
 from __future__ import annotations
 
-import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
 
-from tinycifar.cli import whole_number
 from tinycifar.errors import TinyCifarError
+from tinycifar.models import DEFAULT_BUDGET
 
 # torchinfo (checked: 1.8.0) prints a nested depth-indexed tree with a 40-wide name column,
 # real batch sizes and "--" for zero, not torchsummary's flat leaf table, so a small
 # forward-hook walker is simpler than post-processing it and adds no dependency.
 
 LINE_WIDTH = 64
-DEFAULT_BUDGET = 100_000
 DEFAULT_INPUT_SIZE = (3, 32, 32)
 
 # Leaves that own parameters but do no multiply-accumulates worth counting (by policy).
@@ -330,20 +329,5 @@ def format_summary(s: ModelSummary) -> str:
     return "\n".join(lines)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from tinycifar.models import DEFAULT_MODEL
-
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help=f"registered model name (default: {DEFAULT_MODEL}; see `tinycifar models`)")
-    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
-                        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
-    parser.add_argument("--input-size", type=whole_number(1), nargs=3, default=list(DEFAULT_INPUT_SIZE),
-                        metavar=("C", "H", "W"), help="input image size (default: 3 32 32)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tinycifar.models import create_model
-
-    model = create_model(args.model)
-    print(format_summary(summarize(model, input_size=args.input_size, budget=args.budget)))
-    return 0

@@ -10,7 +10,6 @@ the same thread count; on a GPU, cuDNN's non-deterministic kernels make it close
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -21,8 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -30,37 +30,31 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from tinycifar import distributed
+from tinycifar.atomic import write_json, write_text
 from tinycifar.augment import Augmentation, Draws
 from tinycifar.averaging import make_averager
-from tinycifar.atomic import write_json, write_text
 from tinycifar.checkpoint import (
-    check_resumable,
     load_checkpoint,
     save_checkpoint,
     save_weights,
 )
-from tinycifar.cli import add_data_flag, add_device_flag, whole_number
-from tinycifar.data import split_indices, train_size
+from tinycifar.data import split_indices
 from tinycifar.distill import (
     blend,
-    check_held_out,
     check_teacher,
     fingerprint,
-    held_out,
-    load_soft_labels,
-    training_rows,
 )
 from tinycifar.errors import TinyCifarError
 from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
-from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe
+from tinycifar.models import build_model
 from tinycifar.paths import writable_dir
-from tinycifar.runfolder import clear_run, refuse_existing_run, run_lock
-from tinycifar.precision import add_precision_flag, autocast, cpu_info, resolve_precision
+from tinycifar.precision import cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
-from tinycifar.recipe import (MAX_EPOCHS, RECIPE_NAMES, Recipe, add_recipe_flags, apply_overrides, load_recipe,
-                              recipe_from_dict)
+from tinycifar.recipe import MAX_EPOCHS, Recipe, recipe_from_dict
+from tinycifar.runfolder import refuse_existing_run, run_lock
+from tinycifar.step import lr_factor, make_optimizer, train_step
 
 if TYPE_CHECKING:
     from tinycifar.budget import Plan
@@ -77,41 +71,14 @@ def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
     return (images[keep], labels[keep]), (images[held], labels[held])
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
-    # fights the normalisation. BatchNorm biases may learn faster (airbench's bias scaler):
-    # they set where each ReLU cuts, and with normalised inputs their gradients are small.
-    norm_biases = {id(m.bias) for m in model.modules()
-                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1 and id(p) not in norm_biases], "weight_decay": 0.0},
-        {"params": [p for p in params if id(p) in norm_biases], "weight_decay": 0.0,
-         "lr": recipe.lr * recipe.bias_lr_scale},
-    ]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=recipe.lr,
-                           momentum=recipe.momentum, nesterov=recipe.momentum > 0)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
-               label_smoothing: float, precision: str, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step: forward (under the precision's autocast), fp32 loss, backward, update.
-    ``target`` holds class indices, or class probabilities for mixed images.
-    Returns the loss and the logits, still on the device."""
-    with autocast(precision, dev):
-        logits = model(x)
-    loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss, logits
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, averager,
                 augmentation: Augmentation, draws: Draws, data: Data, recipe: Recipe, precision: str,
                 dev: torch.device, steps: Iterable[int], first_step: int = 0,
-                shard: distributed.Single = distributed.Single(),
+                shard: distributed.Single = distributed.Single(),  # noqa: B008 - stateless
                 net: nn.Module | None = None,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``), each
@@ -154,11 +121,6 @@ def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) ->
             m.fit(sample)
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Triangle schedule: linear warm-up from 0 to 1, then linear decay to 0 at the end."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +196,9 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                   **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
 
         torch.manual_seed(seed)
-        model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
+        # ignored below: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
+        model = build_model(model_name, model_args).to(dev)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         init_from_data(model, images, dev)
         if compile:
             model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
@@ -269,7 +233,7 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
             write_json(out / "config.json", config)
             write_json(out / "environment.json", environment(dev, precision))
             _write_log(out, history)
-        log(f"precision {describe_precision(precision, dev)} on {_device_name(dev)}")
+        log(f"precision {describe_precision(precision, dev)} on {device_name(dev)}")
 
         log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
             f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
@@ -288,10 +252,11 @@ def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data
                                                 augmentation.draw(epoch, g, dev), device_data, recipe,
                                                 precision, dev, bar, first_step=epoch * steps_per_epoch,
                                                 shard=shard, net=net, targets=targets)
-            loss_sum, correct = shard.total(loss_sum).item(), shard.total(correct).item()  # all ranks' shares
+            # all ranks' shares
+            loss_total, correct_total = shard.total(loss_sum).item(), shard.total(correct).item()
             seen = steps_per_epoch * batch_size
-            check_finite(loss_sum / seen, epoch + 1, lr, out)
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+            check_finite(loss_total / seen, epoch + 1, lr, out)
+            row = {"epoch": epoch + 1, "train_loss": loss_total / seen, "train_acc": correct_total / seen,
                    f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
             if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
                 # in fp32 whatever the training precision: the accuracy a run reports is then the
@@ -341,7 +306,9 @@ def plan_for_budget(model_name: str, recipe: Recipe, train: Data, eval_data: Dat
     """How many epochs of ``recipe`` fit ``seconds`` here, timed on a throw-away model."""
     from tinycifar.budget import epochs_within
 
-    model = build_model(model_name, model_args).to(dev).to(memory_format=torch.channels_last)
+    # ignored below: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
+    model = build_model(model_name, model_args).to(dev)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
                          precision)
 
@@ -388,7 +355,7 @@ def environment(dev: torch.device, precision: str = "fp32") -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
 
 
-def _device_name(dev: torch.device) -> str:
+def device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     cpu = cpu_info()
@@ -455,119 +422,11 @@ def _is_log_row(row: Any) -> bool:
                     for k, v in row.items()))
 
 
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    p.add_argument("--recipe", default=None,
-                   help=f"packaged recipe ({', '.join(RECIPE_NAMES)}) or a TOML file (default: the model's "
-                        "own: fast for fastnet, long for sepnet_g31, classic for the others)")
-    p.add_argument("--model-args", default=None, metavar="JSON",
-                   help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
-    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
-                   help=f"seed of the weights, data order and augmentation, 0 to {MAX_SEED:,} (default: 0)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
-    add_device_flag(p)
-    p.add_argument("--val-split", type=int, default=0, metavar="N",
-                   help="hold out N training images and report on them instead of the test set "
-                        "(use for any tuning); 0 trains on all 50,000 (default)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the run already in --out (its checkpoints, weights, logs) and start again")
-    add_data_flag(p)
-    add_precision_flag(p)
-    p.add_argument("--time", default=None, metavar="DURATION",
-                   help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
-    p.add_argument("--teacher", type=Path, default=None, metavar="FILE",
-                   help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); "
-                        "give its share with --distill")
-    p.add_argument("--plan", action="store_true",
-                   help="with --time: print how many epochs fit the budget on this machine, and exit "
-                        "without training")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (on a GPU: faster epochs after a slow first one)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_recipe_flags(p)
 
 
-def parse_model_args(text: str | None) -> dict[str, Any]:
-    """``--model-args`` as a JSON object; one clear error otherwise (:func:`build_model` says
-    whether the model takes them)."""
-    if text is None:
-        return {}
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
-    if not isinstance(values, dict):
-        raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
-    return values
 
 
-def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
-    """The training rows, and what a run is scored on: the held-out rows, or the test set."""
-    from tinycifar.data import load_cifar10
-
-    train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
-    if val is not None:
-        return train, val, "val"
-    return train, load_cifar10("test", args.data_dir), "test"
 
 
-def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
-    """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
-    train, eval_data, _ = _load_data(args)
-    dev = resolve_device(args.device)
-    precision = resolve_precision(args.precision, dev)
-    torch.backends.cudnn.benchmark = True  # as fit() sets it, so the steps are timed alike
-    plan = plan_for_budget(args.model, recipe, train, eval_data, dev, precision, budget, model_args)
-    print(f"{args.model}, batch {recipe.batch_size}, {len(train[0]):,} training images, precision "
-          f"{describe_precision(precision, dev)} on {_device_name(dev)}: "
-          f"{plan.describe()}")
-    print(f"plan: {plan.epochs} epochs")
-    return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from tinycifar.budget import parse_duration
-    from tinycifar.summary import format_summary, summarize
-
-    recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
-    # Every option is checked before the data is loaded (or downloaded): fail fast.
-    budget = parse_duration(args.time) if args.time is not None else None
-    check_teacher(recipe.distill, args.teacher is not None)
-    if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
-        raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
-                             "(e.g. --time 1h), without --resume, and outside torchrun")
-    split_indices(train_size(), args.val_split)  # checks --val-split
-    resolve_device(args.device)  # --device cuda without a GPU
-    teacher = None
-    if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
-        teacher, metadata = load_soft_labels(args.teacher, train_size())
-        check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
-        teacher = training_rows(teacher, args.val_split)
-    model_args = parse_model_args(args.model_args)
-    out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
-    say = print if distributed.is_main_process() else (lambda *_: None)
-    say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
-    if args.plan:
-        return _print_plan(args, recipe, budget, model_args)
-    if args.resume and args.overwrite:
-        raise TinyCifarError("--resume continues the run in --out and --overwrite deletes it: give one of them")
-    if args.resume:  # a checkpoint that cannot be resumed is refused before the data is loaded
-        check_resumable(out)
-        check_run_state(load_checkpoint(out), out)
-    check_writable(out)
-    with run_lock(out) if distributed.is_main_process() else contextlib.nullcontext():
-        if args.overwrite and distributed.is_main_process():
-            cleared = clear_run(out)
-            if cleared:
-                say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
-        elif not args.resume:
-            refuse_existing_run(out)  # before the data is loaded: fail fast
-        train, eval_data, eval_name = _load_data(args)
-        metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
-                      device=args.device, resume=args.resume, progress=not args.no_progress,
-                      precision=args.precision, time_budget=budget, compile=args.compile,
-                      model_args=model_args or None, teacher=teacher)
-    say(json.dumps(metrics, indent=2))
-    say(f"run folder: {out}")
-    return 0

@@ -7,7 +7,8 @@ README table shows them; ``DEFAULT_MODEL`` is the one ``tinycifar train`` uses.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 
@@ -18,6 +19,8 @@ _DESCRIPTIONS: dict[str, str] = {}
 _RECIPES: dict[str, str] = {}
 
 DEFAULT_MODEL = "fastnet"
+# Every network of the zoo must stay under this many parameters (frozen ones included).
+DEFAULT_BUDGET = 100_000
 
 
 def register_model(name: str, description: str,
@@ -85,3 +88,16 @@ from tinycifar.models import unshufflenet  # noqa: E402,F401
 from tinycifar.models import resnet8  # noqa: E402,F401
 from tinycifar.models import seed  # noqa: E402,F401
 # isort: on
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """``--model-args`` as a JSON object; one clear error otherwise (:func:`build_model` says
+    whether the model takes them)."""
+    if text is None:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
+    if not isinstance(values, dict):
+        raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
+    return values

@@ -10,7 +10,7 @@ so the high learning rate of the fast recipe does not blow up the head.
 Half the MACs are the first convolution, at 31×31 on overlapping patches. Cheaper
 shapes were tried on the validation split and lost more accuracy than they saved time
 (``stem_stride=2``, space-to-depth at 16×16: 84.2% against 86.9% at 12 epochs;
-``benchmarks/README.md``); the options stay so those runs can be repeated.
+``experiments/fast-recipe/README.md``); the options stay so those runs can be repeated.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tinycifar.models import register_model
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 40, 64),
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (24, 40, 64),
                  logit_scale: float = 1 / 9, stem_stride: int = 1,
                  pools: tuple[bool, bool, bool] = (True, True, True)) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ depthwise-separable residual stages: 80 wide at 15×15 and 144 at 7×7. fastnet 
 thirds of its parameters on two full 3×3 convolutions at 7×7 and 3×3, which caps its width
 at 64; a separable convolution costs ``9c + c²`` instead of ``9c²``, so the same budget buys
 more than twice the width and residual blocks. The MACs go where they bought accuracy on
-the validation split (``benchmarks/README.md``, issue #8): the same parameters at fastnet's
+the validation split (``experiments/hour-recipe/README.md``): the same parameters at fastnet's
 MACs gave nothing (s01, 87.60%), the first separable stage unpooled +0.8 (s02), and the
 first group unpooled too, so the first separable convolution runs at 31×31, +1.1 more
 (s09: 90.98 ± 0.36% over three seeds at 37 epochs, against 90.12% for one seed of s03).
@@ -27,12 +27,12 @@ class SepNet(FastNet):
     """``pools[i]`` false keeps separable stage ``i`` at the resolution before it;
     ``group_pool`` false keeps the first group at the stem's 31×31."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 80, 144),
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (32, 80, 144),
                  depths: tuple[int, int] = (2, 2), pools: tuple[bool, bool] = (True, True),
                  group_pool: bool = True) -> None:
         super().__init__(num_classes)
         w1, w2, w3 = widths
-        stages = [ConvPoolGroup(self.whiten.out_channels, w1, pool=group_pool)]
+        stages: list[nn.Module] = [ConvPoolGroup(self.whiten.out_channels, w1, pool=group_pool)]
         for c_in, c_out, blocks, pool in zip((w1, w2), (w2, w3), depths, pools):
             stages.append(nn.Sequential(
                 DepthwiseSeparableConv(c_in, c_out),

@@ -18,7 +18,7 @@ from tinycifar.models import register_model
 
 
 class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128)) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.features = nn.Sequential(

@@ -2,7 +2,7 @@
 # Issue #7's bf16 figures on a lent machine whose CPU has native bf16 (a GPU host's Xeon),
 # with its GPU busy on issue #8's next validation run meanwhile. One command, one deadline:
 #
-#   DATA=/path/holding/cifar-10-batches-py OUT=bf16-host bash benchmarks/bf16_host_session.sh
+#   DATA=/path/holding/cifar-10-batches-py OUT=bf16-host bash experiments/gpu-sessions/bf16_host_session.sh
 #
 # The project's CPU has 2 cores; this host has 16. Each CPU job is pinned to 2 cores of its
 # own with 2 threads (`taskset`), so each sees a 2-core machine (sharing memory bandwidth
@@ -18,7 +18,7 @@
 #                then bf16 for each of seeds 0-2), as measured on 2026-11-26 (then with other
 #                cores); off by default since.
 #   cores 8-15   (12-15 with PARITY=1) the GPU, one process a core: every run of $GPU_LIST's files ("NAME ARGS..."
-#                lines of benchmarks/train_variant.py, validation split; default issue #8's
+#                lines of experiments/hour-recipe/train_variant.py, validation split; default issue #8's
 #                screens, their stretches and the distillation screens, whose teacher file
 #                travels as .gpu/teacher: see distill-8.txt) whose result is not yet in
 #                benchmarks/results/validation/. A run whose folder holds a checkpoint is
@@ -34,7 +34,7 @@
 # time_to_accuracy did not start in time. Those three were rerun at once with 4 or 8
 # threads (speed is no part of the parity table); give the parity runs more cores if the
 # table is ever measured again. (That session's GPU run, s05, is a line of no list: its
-# command is in benchmarks/README.md.)
+# command is in experiments/hour-recipe/README.md.)
 # Everything stops by $DEADLINE seconds after the start; runs land in $OUT/runs/NAME and
 # $OUT/runs.tgz packs them without checkpoints. SMOKE=1 shrinks every job (and maps the
 # cores onto however many this machine has), to check the script on a small CPU.
@@ -42,14 +42,14 @@ set -u
 shopt -s nullglob
 OUT=${OUT:-bf16-host}
 DEADLINE=${DEADLINE:-540}
-source benchmarks/device_env.sh
+source experiments/gpu-sessions/device_env.sh
 NCPU=$(nproc)
 SMOKE=${SMOKE:-0}
 PARITY=${PARITY:-0}
 TIME_TO_ACCURACY=${TIME_TO_ACCURACY:-0}  # #7's figure, measured twice (README); 1 to measure it again
-GPU_LIST=${GPU_LIST:-benchmarks/screens-8.txt benchmarks/stretch-8.txt benchmarks/distill-8.txt}
-TEACHER_LIST=${TEACHER_LIST-benchmarks/teacher-8.txt}  # empty: no teacher stage
-STUDENT_LIST=${STUDENT_LIST:-benchmarks/student-8.txt}
+GPU_LIST=${GPU_LIST:-experiments/hour-recipe/screens-8.txt experiments/hour-recipe/stretch-8.txt experiments/hour-recipe/distill-8.txt}
+TEACHER_LIST=${TEACHER_LIST-experiments/hour-recipe/teacher-8.txt}  # empty: no teacher stage
+STUDENT_LIST=${STUDENT_LIST:-experiments/hour-recipe/student-8.txt}
 TEACHER_FILE=${TEACHER_FILE:-.gpu/teacher/wide4.safetensors}  # the path student-8.txt's lines name
 SOFT_LABELS=(--device cuda --val-split 5000)
 TTA=() TRAIN=() GPU=(--device cuda)
@@ -91,7 +91,7 @@ if [ "$HAS_BF16" = 1 ]; then
         --steps 5 --candidates --models "$MODELS"
       if [ "$s" = 1 ]; then  # issue #8's hour: the epochs `--time 1h` buys each candidate here
         for m in $PLAN_MODELS; do
-          pin "$c" "$R/plan-$PLAN_TIME-$m.log" $PY benchmarks/train_variant.py train --data-dir "$DATA" \
+          pin "$c" "$R/plan-$PLAN_TIME-$m.log" $PY experiments/hour-recipe/train_variant.py train --data-dir "$DATA" \
             --device cpu --model "$m" --recipe fast --time "$PLAN_TIME" --plan
         done
       fi
@@ -119,7 +119,7 @@ gpu_runs() {  # gpu_runs LIST...: each line not yet recorded, in the background,
       fi
       resume=(); [ -e "$R/$name/last.pt" ] && resume=(--resume)
       c=$core; core=$((core + 1))
-      pin "$c" "$R/$name.log" $PY benchmarks/train_variant.py --threads 1 train --no-progress \
+      pin "$c" "$R/$name.log" $PY experiments/hour-recipe/train_variant.py --threads 1 train --no-progress \
         --data-dir "$DATA" --val-split 5000 --out "$R/$name" "${words[@]:1}" "${GPU[@]}" "${resume[@]}" &
     done < "$list"
   done

@@ -7,10 +7,8 @@ it fits the parameter budget, a ``*`` on the default model, and its one-line des
 
 from __future__ import annotations
 
-import argparse
-
-from tinycifar.cli import whole_number
-from tinycifar.summary import DEFAULT_BUDGET, summarize
+from tinycifar.models import DEFAULT_BUDGET
+from tinycifar.summary import summarize
 
 HEADERS = ("model", "params", "MACs (M)", "RF", "budget", "description")
 
@@ -66,12 +64,5 @@ def format_zoo(rows: list[dict], budget: int = DEFAULT_BUDGET) -> str:
     return "\n".join(out)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
-                        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
 
 
-def run(args: argparse.Namespace) -> int:
-    budget = getattr(args, "budget", DEFAULT_BUDGET)
-    print(format_zoo(zoo_rows(budget), budget))
-    return 0

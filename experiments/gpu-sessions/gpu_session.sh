@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README in one go, for a GPU lent for minutes (issues #8, #10).
+# The GPU figures of the docs (docs/gpu-and-torchrun.md, the zoo's accuracy) in one go,
+# for a GPU lent for minutes (issues #8, #10).
 #
-#   DATA=/path/holding/cifar-10-batches-py OUT=gpu-out bash benchmarks/gpu_session.sh
+#   DATA=/path/holding/cifar-10-batches-py OUT=gpu-out bash experiments/gpu-sessions/gpu_session.sh
 #
 # 1. Alone on the GPU, timed: the default model and recipe for 3 seeds (bf16, the GPU's
 #    `auto`), then seed 0 with --compile and seed 0 in fp32.
@@ -15,7 +16,7 @@
 set -u
 OUT=${OUT:-gpu-out}
 PHASE2_S=${PHASE2_S:-380}
-source benchmarks/device_env.sh
+source experiments/gpu-sessions/device_env.sh
 SMOKE_ARGS=()
 [ "${SMOKE:-0}" = 1 ] && SMOKE_ARGS=(--epochs 1 --val-split 49500 --warmup-epochs 0.5)
 

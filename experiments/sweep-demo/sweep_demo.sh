@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The README's worked sweep: docs/sweep-example.toml, 8 trials, 2 worker processes against a
+# The worked sweep of docs/seeds-and-sweeps.md: docs/sweep-example.toml, 8 trials, 2 worker processes against a
 # throw-away PostgreSQL on loopback, worker 0 killed with SIGKILL in the middle of a trial,
 # then `tinycifar train --recipe best.toml` (the command best.toml names, on the validation split).
 #
-#   bash benchmarks/sweep_demo.sh /tmp/sweep-demo [DATA_DIR]     # needs the [sweep] extra
+#   bash experiments/sweep-demo/sweep_demo.sh /tmp/sweep-demo [DATA_DIR]     # needs the [sweep] extra
 set -euo pipefail
 OUT=${1:?usage: sweep_demo.sh OUT [DATA_DIR]}
 DATA=${2:-${TINYCIFAR_DATA:?give DATA_DIR or set TINYCIFAR_DATA}}
 TINYCIFAR=${TINYCIFAR:-tinycifar}
-source "$(dirname "$0")/../.ci/postgres.sh"
+source "$(dirname "$0")/../../.ci/postgres.sh"
 pg_start
 trap pg_stop EXIT
 mkdir -p "$OUT"

@@ -1,14 +1,15 @@
 """``tinycifar train`` with the model variants that were tried against the zoo's.
 
 The validation runs in ``benchmarks/results/validation/`` that tried another shape of
-fastnet (the fast recipe's search) or another network (the search for the ``best`` recipe,
-issue #8) ran through this script; the zoo keeps only winners (``sepnet_g31``, issue #8's
-s09, moved there; this script still trains it, as any zoo model)::
+fastnet (the fast recipe's search, ``experiments/fast-recipe/``) or another network (the
+search for the ``best`` recipe, ``experiments/hour-recipe/``) ran through this script. A
+candidate that won moved into the zoo (``sepnet_g31``, s09; this script still trains it, as
+any zoo model); those that lost stay here, with their experiment::
 
-    python benchmarks/train_variant.py --threads 1 train --model fastnet_s2c --recipe fast \\
-        --epochs 12 --warmup-epochs 2.4 --val-split 5000 --out runs/v03a
-    python benchmarks/train_variant.py train --model sepnet --model-args '{"pools": [false, true]}' \\
-        --val-split 5000 --out runs/s02
+    python experiments/hour-recipe/train_variant.py --threads 1 train --model fastnet_s2c \\
+        --recipe fast --epochs 12 --warmup-epochs 2.4 --val-split 5000 --out runs/v03a
+    python experiments/hour-recipe/train_variant.py train --model sepnet \\
+        --model-args '{"pools": [false, true]}' --val-split 5000 --out runs/s02
 
 With ``--record-into DIR`` (before ``train``) the run's result lands in ``DIR`` as it finishes
 (``benchmarks/record.py``), also when it finishes in a later session under ``--resume``.
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--record-into needs the run's --out folder")
     code = cli.main(rest)
     if code == 0 and args.record_into is not None:
-        sys.path.insert(0, str(Path(__file__).parent))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
         from record import record  # benchmarks/record.py
 
         print(f"recorded: {record(run_dir, args.record_into, args.note)}")

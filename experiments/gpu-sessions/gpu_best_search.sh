@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Issue #8's `best` recipe on a GPU lent for minutes: choice and test in one command.
 #
-#   DATA=/path/holding/cifar-10-batches-py OUT=gpu-best bash benchmarks/gpu_best_search.sh
-#   CHOSEN=benchmarks/results/validation/s04-....json DATA=... bash benchmarks/gpu_best_search.sh
+#   DATA=/path/holding/cifar-10-batches-py OUT=gpu-best bash experiments/gpu-sessions/gpu_best_search.sh
+#   CHOSEN=benchmarks/results/validation/s04-....json DATA=... bash experiments/gpu-sessions/gpu_best_search.sh
 #   (a distilled CHOSEN run also needs TEACHER=its soft-labels file)
 #
 # 1. The search (skipped when CHOSEN names a validation run made elsewhere: its JSON file or
 #    config.json). Side by side on the validation split (--val-split 5000, seed 0, never the
-#    test set): the candidate networks of benchmarks/train_variant.py and fastnet, each with
+#    test set): the candidate networks of experiments/hour-recipe/train_variant.py and fastnet, each with
 #    the fast recipe stretched to $EPOCHS epochs, with and without mixing (CutMix + mixup);
 #    fastnet also with an EMA instead of Lookahead. Every candidate fits the hour of a 2-core
-#    bf16 CPU in training compute (about 430 TMAC, benchmarks/README.md): at 112 epochs
+#    bf16 CPU in training compute (about 430 TMAC, experiments/hour-recipe/README.md): at 112 epochs
 #    fastnet spends 177, sepnet 190, sepnet-hires 298, mixernet 313. Runs still going after
 #    $SEARCH_S seconds are stopped and listed as such (on the H200, 16 runs side by side took
 #    183 s for 112 epochs of fastnet).
@@ -19,7 +19,7 @@
 #    images) fits the time left before $DEADLINE. Its configuration trains on all 50,000
 #    images for seeds 0, 1, 2 side by side; their final test accuracy is the figure.
 #    SEARCH_LIST=FILE replaces these candidates with the file's lines, "NAME ARGS..." each
-#    (shell quoting, # comments), and only ranks them (benchmarks/screens-8.txt: issue #8's
+#    (shell quoting, # comments), and only ranks them (experiments/hour-recipe/screens-8.txt: issue #8's
 #    pre-registered screens); with MIN_VAL=0.92 as well it tests the best run that reached
 #    it, and nothing if none did (issue #8's rule, for a list of runs stretched to the hour).
 # Everything stops by $DEADLINE seconds after the start (the device tool allows 600 a
@@ -34,11 +34,11 @@ SEARCH_S=${SEARCH_S:-300}
 CHOSEN=${CHOSEN:-}
 SEARCH_LIST=${SEARCH_LIST:-}
 MIN_VAL=${MIN_VAL:-0}
-TEACHER=${TEACHER:-}  # the soft-labels file of a distilled CHOSEN run (benchmarks/distill-8.txt)
+TEACHER=${TEACHER:-}  # the soft-labels file of a distilled CHOSEN run (experiments/hour-recipe/distill-8.txt)
 if [ -n "$(ls -A "$OUT/runs" 2>/dev/null)" ]; then
   echo "$OUT/runs already holds runs, which the ranking would mix in: give a new OUT" >&2; exit 2
 fi
-source benchmarks/device_env.sh
+source experiments/gpu-sessions/device_env.sh
 export OMP_NUM_THREADS=1
 SMOKE_ARGS=()
 VAL=(--val-split 5000)
@@ -49,7 +49,7 @@ if [ "${SMOKE:-0}" = 1 ]; then SMOKE_ARGS=(--epochs 1 --warmup-epochs 0.5); VAL=
 
 run() {  # run SECONDS NAME ARGS...: train in the background, stopped after SECONDS
   local limit=$1 name=$2; shift 2
-  (timeout -k 10 "$limit" $PY benchmarks/train_variant.py train --no-progress --data-dir "$DATA" \
+  (timeout -k 10 "$limit" $PY experiments/hour-recipe/train_variant.py train --no-progress --data-dir "$DATA" \
      --out "$R/$name" "$@" "${SMOKE_ARGS[@]}" > "$R/$name.log" 2>&1 || echo "FAILED ($?)" >> "$R/$name.log") &
 }
 

@@ -1,0 +1,148 @@
+"""``tinycifar train``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinycifar import distributed
+from tinycifar.checkpoint import check_resumable, load_checkpoint
+from tinycifar.commands.flags import (
+    add_data_flag,
+    add_device_flag,
+    add_precision_flag,
+    add_recipe_flags,
+    apply_overrides,
+    whole_number,
+)
+from tinycifar.data import split_indices, train_size
+from tinycifar.distill import check_held_out, check_teacher, held_out, load_soft_labels, training_rows
+from tinycifar.errors import TinyCifarError
+from tinycifar.inference import resolve_device
+from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe, parse_model_args
+from tinycifar.precision import describe as describe_precision
+from tinycifar.precision import resolve_precision
+from tinycifar.recipe import RECIPE_NAMES, Recipe, load_recipe
+from tinycifar.runfolder import clear_run, refuse_existing_run, run_lock
+from tinycifar.train import (
+    MAX_SEED,
+    Data,
+    check_run_state,
+    check_writable,
+    device_name,
+    fit,
+    plan_for_budget,
+    split_validation,
+)
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--recipe", default=None,
+                   help=f"packaged recipe ({', '.join(RECIPE_NAMES)}) or a TOML file (default: the model's "
+                        "own: fast for fastnet, long for sepnet_g31, classic for the others)")
+    p.add_argument("--model-args", default=None, metavar="JSON",
+                   help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
+    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
+                   help=f"seed of the weights, data order and augmentation, 0 to {MAX_SEED:,} (default: 0)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
+    add_device_flag(p)
+    p.add_argument("--val-split", type=int, default=0, metavar="N",
+                   help="hold out N training images and report on them instead of the test set "
+                        "(use for any tuning); 0 trains on all 50,000 (default)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (its checkpoints, weights, logs) and start again")
+    add_data_flag(p)
+    add_precision_flag(p)
+    p.add_argument("--time", default=None, metavar="DURATION",
+                   help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
+    p.add_argument("--teacher", type=Path, default=None, metavar="FILE",
+                   help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); "
+                        "give its share with --distill")
+    p.add_argument("--plan", action="store_true",
+                   help="with --time: print how many epochs fit the budget on this machine, and exit "
+                        "without training")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (on a GPU: faster epochs after a slow first one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_recipe_flags(p)
+
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
+    """The training rows, and what a run is scored on: the held-out rows, or the test set."""
+    from tinycifar.data import load_cifar10
+
+    train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
+    if val is not None:
+        return train, val, "val"
+    return train, load_cifar10("test", args.data_dir), "test"
+
+
+def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
+    """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
+    train, eval_data, _ = _load_data(args)
+    dev = resolve_device(args.device)
+    precision = resolve_precision(args.precision, dev)
+    torch.backends.cudnn.benchmark = True  # as fit() sets it, so the steps are timed alike
+    plan = plan_for_budget(args.model, recipe, train, eval_data, dev, precision, budget, model_args)
+    print(f"{args.model}, batch {recipe.batch_size}, {len(train[0]):,} training images, precision "
+          f"{describe_precision(precision, dev)} on {device_name(dev)}: "
+          f"{plan.describe()}")
+    print(f"plan: {plan.epochs} epochs")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinycifar.budget import parse_duration
+    from tinycifar.summary import format_summary, summarize
+
+    recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
+    # Every option is checked before the data is loaded (or downloaded): fail fast.
+    budget = parse_duration(args.time) if args.time is not None else None
+    check_teacher(recipe.distill, args.teacher is not None)
+    if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
+        raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
+                             "(e.g. --time 1h), without --resume, and outside torchrun")
+    split_indices(train_size(), args.val_split)  # checks --val-split
+    resolve_device(args.device)  # --device cuda without a GPU
+    teacher = None
+    if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
+        teacher, metadata = load_soft_labels(args.teacher, train_size())
+        check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
+        teacher = training_rows(teacher, args.val_split)
+    model_args = parse_model_args(args.model_args)
+    out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
+    say = print if distributed.is_main_process() else (lambda *_: None)
+    say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
+    if args.plan:
+        assert budget is not None  # --plan without --time was refused above
+        return _print_plan(args, recipe, budget, model_args)
+    if args.resume and args.overwrite:
+        raise TinyCifarError("--resume continues the run in --out and --overwrite deletes it: give one of them")
+    if args.resume:  # a checkpoint that cannot be resumed is refused before the data is loaded
+        check_resumable(out)
+        check_run_state(load_checkpoint(out), out)
+    check_writable(out)
+    with run_lock(out) if distributed.is_main_process() else contextlib.nullcontext():
+        if args.overwrite and distributed.is_main_process():
+            cleared = clear_run(out)
+            if cleared:
+                say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
+        elif not args.resume:
+            refuse_existing_run(out)  # before the data is loaded: fail fast
+        train, eval_data, eval_name = _load_data(args)
+        metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
+                      device=args.device, resume=args.resume, progress=not args.no_progress,
+                      precision=args.precision, time_budget=budget, compile=args.compile,
+                      model_args=model_args or None, teacher=teacher)
+    say(json.dumps(metrics, indent=2))
+    say(f"run folder: {out}")
+    return 0
+
