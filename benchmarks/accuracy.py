@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from tinycifar import cli
+from tinycifar import cli, records
 from tinycifar.commands import train
 from tinycifar.data import load_cifar10
 from tinycifar.evaluate import evaluate
 from tinycifar.inference import resolve_device
 from tinycifar.models import model_recipe
 from tinycifar.pretrained import load_model
+from tinycifar.splits import split_validation
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
     targs = train_parser.parse_args(train_argv)  # to know the model and the evaluation set
 
     full_train = load_cifar10("train", targs.data_dir)
-    _, val = train.split_validation(full_train, targs.val_split)
+    _, val = split_validation(full_train, targs.val_split)
     eval_images, eval_labels = val if val is not None else load_cifar10("test", targs.data_dir)
     eval_name = "val" if val is not None else "test"
     dev = resolve_device(targs.device)
@@ -58,7 +59,7 @@ def main() -> None:
         metrics = json.loads((out / "metrics.json").read_text())
         scores = evaluate(load_model(targs.model, out / "model.safetensors", dev), eval_images, eval_labels,
                           dev, tta=True)
-        assert abs(scores["accuracy"] - metrics[f"final_{eval_name}_acc"]) < 1e-6  # one truth
+        assert abs(scores["accuracy"] - records.metrics(metrics)["eval_acc"]) < 1e-6  # one truth
         results.append({"seed": seed, "acc": scores["accuracy"], "tta_acc": scores["tta_accuracy"],
                         "params": metrics["params"], "train_s": metrics["train_seconds"], "wall_s": wall})
         print(f"seed {seed}: {eval_name} acc {scores['accuracy']:.2%}  TTA {scores['tta_accuracy']:.2%}  "

@@ -19,9 +19,9 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version as _version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -1,7 +1,7 @@
 """Which int8 calibration to ship: method × image count, judged on the validation split.
 
 The model must not have seen the validation images: train it with ``--val-split 5000``
-(the split is fixed, see ``train.split_validation``). Calibration images come from the
+(the split is fixed, see ``tinycifar.splits``). Calibration images come from the
 rest of the training set; the score is int8 accuracy on the 5,000 held-out images and its
 agreement with the fp32 file. The test set is never read.
 
@@ -26,7 +26,7 @@ from tinycifar.export import CALIBRATION_METHODS, calibration_sample, export_onn
 from tinycifar.onnx_file import OnnxClassifier
 from tinycifar.precision import cpu_info
 from tinycifar.pretrained import load_model, resolve_model_name
-from tinycifar.train import split_validation
+from tinycifar.splits import split_validation
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from tinycifar.figures import new_figure, save_figure
 from tinycifar.models import create_model
 from tinycifar.precision import cpu_info, resolve_precision
 from tinycifar.recipe import load_recipe
+from tinycifar.runconfig import RunConfig
 from tinycifar.summary import summarize
 from tinycifar.train import fit
 
@@ -72,14 +73,12 @@ def main() -> None:
     train, test = load_cifar10("train", args.data_dir), load_cifar10("test", args.data_dir)
     if args.limit:
         train, test = (train[0][:args.limit], train[1][:args.limit]), (test[0][:1000], test[1][:1000])
-    quiet = {"progress": False, "log": lambda *_: None}
 
     shipped = load_recipe("classic")
     t0 = time.perf_counter()
     timed = dataclasses.replace(shipped, epochs=args.baseline_epochs,
                                 warmup_epochs=min(shipped.warmup_epochs, args.baseline_epochs))
-    base = fit("tinynet", timed, args.out / "baseline", train, test, device=args.device, precision="fp32",
-               **quiet)
+    base = fit(RunConfig("tinynet", timed, device=args.device, precision="fp32"), train, test, args.out / "baseline")
     base_wall = time.perf_counter() - t0
     base_train_s = base["train_seconds"] * shipped.epochs / args.baseline_epochs
     print(f"shipped recipe (tinynet, {shipped.epochs} epochs, fp32): {base['train_seconds']:.0f} s for "
@@ -94,9 +93,9 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        m = fit(args.model, recipe, args.out / f"{args.model}-seed{seed}", train, test, seed=seed,
-                device=args.device, precision=precision, **quiet)
-        runs.append({"seed": seed, "test_acc": m["final_test_acc"], "train_s": m["train_seconds"],
+        m = fit(RunConfig(args.model, recipe, seed=seed, device=args.device, precision=precision), train, test,
+                args.out / f"{args.model}-seed{seed}")
+        runs.append({"seed": seed, "test_acc": m["eval_acc"], "train_s": m["train_seconds"],
                      "wall_s": time.perf_counter() - t0, "epochs": m["epochs"], "precision": m["precision"],
                      "tmac": train_tmac(args.model, m["epochs"], len(train[0]), recipe.batch_size)})
         r = runs[-1]

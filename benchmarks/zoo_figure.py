@@ -18,6 +18,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from tinycifar import records
 from tinycifar.figures import new_figure, save_figure
 
 HERE = Path(__file__).parent
@@ -38,7 +39,7 @@ def zoo_accuracy() -> dict[str, list[float]]:
     acc: dict[str, list[float]] = defaultdict(list)
     for m in sorted((HERE / "results/gpu-h200-2026-11-26").glob("zoo-*-classic-s*/metrics.json")):
         metrics = json.loads(m.read_text())
-        acc[metrics["model"]].append(100 * metrics["final_test_acc"])
+        acc[metrics["model"]].append(100 * records.metrics(metrics)["eval_acc"])
     return acc
 
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                          xytext=(5, -10), fontsize=8, color="tab:green")
     long = [json.loads(f.read_text()) for f in sorted((HERE / "results/sepnet_g31").glob("*.json"))]
     if long:
-        values = [100 * r["metrics"]["final_test_acc"] for r in long]
+        values = [100 * records.metrics(r["metrics"])["eval_acc"] for r in long]
         mean_acc, mean_min = statistics.mean(values), statistics.mean(r["metrics"]["train_seconds"] for r in long) / 60
         err = statistics.stdev(values) if len(values) > 1 else None
         for ax, x in ((by_params, long[0]["metrics"]["params"]), (by_time, mean_min)):

@@ -20,7 +20,7 @@ from tinycifar.data import ARCHIVE_NAME, BATCHES_DIR, CLASSES
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # The seed task's network, as its table totals it: the one number the seed tests pin
-# (test_seed_model asserts the model has it; the summary tests check how it is printed).
+# (test_models_seed asserts the model has it; the summary tests check how it is printed).
 SEED_PARAMS = 112_966
 
 # The real CIFAR-10, when the environment points at it (CI does: see .ci/run).

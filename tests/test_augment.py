@@ -44,7 +44,7 @@ def test_translate_is_a_crop_of_the_reflect_padded_image(pad, seed):
     assert y.shape == x.shape
     for i in range(4):
         dy, dx = d.shifts[i].tolist()
-        assert torch.equal(y[i], padded[i, :, dy:dy + 12, dx:dx + 12])
+        assert torch.equal(y[i], padded[i, :, dy : dy + 12, dx : dx + 12])
 
 
 def reference_batch(images, d, pad, cutout_size=0):
@@ -53,7 +53,7 @@ def reference_batch(images, d, pad, cutout_size=0):
     x = prepare(images[d.order], torch.device("cpu")).contiguous()
     padded = torch.nn.functional.pad(x, (pad,) * 4, mode="reflect")
     h, w = x.shape[2:]
-    out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(d.shifts.tolist())])
+    out = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(d.shifts.tolist())])
     out = torch.stack([o.flip(2) if f else o for o, f in zip(out, d.flips.tolist())])
     return augment.cutout(out, cutout_size, d.centres) if cutout_size else out
 
@@ -79,8 +79,10 @@ def test_the_training_batch_without_translation_is_selected_and_mirrored():
     aug = Augmentation(20, seed=0, flip=True)
     d = aug.draw(0, gen(4), torch.device("cpu"))
     x = aug.batch(images, torch.zeros(20, dtype=torch.long), d, torch.device("cpu"))[0]
-    expected = prepare(torch.stack([images[i].flip(2) if f else images[i]
-                                    for i, f in zip(d.order.tolist(), d.flips.tolist())]), torch.device("cpu"))
+    expected = prepare(
+        torch.stack([images[i].flip(2) if f else images[i] for i, f in zip(d.order.tolist(), d.flips.tolist())]),
+        torch.device("cpu"),
+    )
     assert torch.equal(x, expected) and 0 < int(d.flips.sum()) < 20
 
 
@@ -132,7 +134,7 @@ def test_shift_only_moves_dots_by_at_most_the_shift():
     mass = y[:, 0].sum((1, 2))
     rows = (y[:, 0].sum(2) * grid).sum(1) / mass
     cols = (y[:, 0].sum(1) * grid).sum(1) / mass
-    moved = ((rows - 16).abs() + (cols - 16).abs())
+    moved = (rows - 16).abs() + (cols - 16).abs()
     assert ((rows - 16).abs() <= 2.01).all() and ((cols - 16).abs() <= 2.01).all()
     assert (moved > 0.1).float().mean() > 0.9  # nearly every image really moved
     assert (mass > 0.5).all()  # the dot survives interpolation
@@ -227,7 +229,8 @@ def test_mixup_ramp_starts_unmixed_and_widens_the_partner_share_to_its_cap():
     with pytest.raises(ValueError, match="give the run's epochs"):
         Augmentation(10, seed=0, mixup_ramp=0.5)
     both = Augmentation(4000, seed=0, flip=False, mixup_ramp=0.5, cutmix=1.0, epochs=10).draw(
-        9, gen(9), torch.device("cpu"))
+        9, gen(9), torch.device("cpu")
+    )
     assert 0.45 < both.cut.float().mean() < 0.55
     assert (1 - both.lams[~both.cut]).max() <= 0.5 + 1e-6  # the ramp's rows
     assert (1 - both.lams[both.cut]).max() > 0.9  # CutMix's Beta(1, 1) rows

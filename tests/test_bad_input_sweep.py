@@ -48,8 +48,13 @@ TIMEOUT_S = 120  # a sweep that does not stop fails the test instead of hanging 
 # ---------------------------------------------------------------- builders
 
 
-def space(e, fixed: str = "epochs = 1\nbatch_size = 16", search: str = "lr = {low = 0.05, high = 1.0, log = true}",
-          model_args: str = "widths = {choices = [[8, 16, 16]]}", **top: str) -> Path:
+def space(
+    e,
+    fixed: str = "epochs = 1\nbatch_size = 16",
+    search: str = "lr = {low = 0.05, high = 1.0, log = true}",
+    model_args: str = "widths = {choices = [[8, 16, 16]]}",
+    **top: str,
+) -> Path:
     """A small good space, with top-level keys (TOML text) and the tables' lines replaced as given."""
     keys = {"model": '"fastnet"', "recipe": '"fast"', "val_split": str(VAL), **top}
     lines = [f"{k} = {v}" for k, v in keys.items()]
@@ -65,8 +70,17 @@ def space_text(e, text: str) -> Path:
 
 
 def sweep_argv(e, space_path: Path | None = None, *extra: str, data_dir: Path | None = None) -> list[str]:
-    return ["sweep", str(space_path or space(e)), "--out", str(e.tmp / "sweep"), "--device", "cpu",
-            "--data-dir", str(data_dir or e.no_data), *extra]
+    return [
+        "sweep",
+        str(space_path or space(e)),
+        "--out",
+        str(e.tmp / "sweep"),
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_dir or e.no_data),
+        *extra,
+    ]
 
 
 def closed_port() -> int:
@@ -147,8 +161,9 @@ def fail_three_trials(worker: FakeWorker, log) -> None:
         trial_id = storage.create_new_trial(study_id)
         number = storage.get_trial_number_from_id(trial_id)
         storage.set_trial_user_attr(trial_id, "worker", sweep.worker_id(worker.pid))
-        storage.set_trial_user_attr(trial_id, "failed_because",
-                                    f"cannot write to --out trial-{number} (No space left on device)")
+        storage.set_trial_user_attr(
+            trial_id, "failed_because", f"cannot write to --out trial-{number} (No space left on device)"
+        )
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
     log.write("tinycifar sweep: error: worker 0: 3 trials in a row failed; stopping\n")
 
@@ -188,122 +203,299 @@ def one_worker_started(e) -> None:
 BEFORE = {"before_data": True}
 CASES = [
     # --- top-level keys of the wrong type or out of range ---
-    Case("sweep-model-a-number", lambda e: sweep_argv(e, space(e, model="3")), 2,
-         r"space\.toml: model = 3 is not a model name, e\.g\. model = \"fastnet\", or model = \{choices", **BEFORE),
-    Case("sweep-model-a-range", lambda e: sweep_argv(e, space(e, model="{low = 1, high = 2}")), 2,
-         r"space\.toml: model = \{'low': 1, 'high': 2\} is not a search of models: use \{choices = ", **BEFORE),
-    Case("sweep-recipe-a-number", lambda e: sweep_argv(e, space(e, recipe="5")), 2,
-         r"space\.toml: recipe = 5 is not a packaged recipe \(classic, fast, long\) or a recipe file", **BEFORE),
-    Case("sweep-val-split-a-string", lambda e: sweep_argv(e, space(e, val_split='"x"')), 2,
-         r"space\.toml: val_split = 'x' is not a whole number of held-out training images", **BEFORE),
-    Case("sweep-val-split-zero", lambda e: sweep_argv(e, space(e, val_split="0")), 2,
-         r"space\.toml: val_split = 0 must be between 1 and 99: a sweep scores its trials on that many "
-         r"held-out training images", **BEFORE),
-    Case("sweep-val-split-all-the-data", lambda e: sweep_argv(e, space(e, val_split=str(5 * N))), 2,
-         r"space\.toml: val_split = 100 must be between 1 and 99", **BEFORE),
-    Case("sweep-train-images-negative", lambda e: sweep_argv(e, space(e, train_images="-5")), 2,
-         r"space\.toml: train_images = -5 must be >= 0 \(0: all the images\)", **BEFORE),
-    Case("sweep-seed-a-bool", lambda e: sweep_argv(e, space(e, seed="true")), 2,
-         r"space\.toml: seed = True is not a whole number from 0 to 4,000,000", **BEFORE),
-    Case("sweep-seed-negative", lambda e: sweep_argv(e, space(e, seed="-1")), 2,
-         r"space\.toml: seed = -1 must be between 0 and 4,000,000", **BEFORE),
-    Case("sweep-fixed-a-number", lambda e: sweep_argv(e, space_text(e, f"val_split = {VAL}\nfixed = 3")), 2,
-         r"space\.toml: fixed = 3 is not a table of recipe fields: a line \[fixed\], then lines like epochs = 4",
-         **BEFORE),
-    Case("sweep-search-a-list", lambda e: sweep_argv(e, space_text(e, f"val_split = {VAL}\nsearch = [1]")), 2,
-         r"space\.toml: search = \[1\] is not a table of ranges or choices: a line \[search\]", **BEFORE),
-    Case("sweep-model-args-a-string", lambda e: sweep_argv(e, space_text(e, f'val_split = {VAL}\nmodel_args = "wide"')), 2,
-         r"space\.toml: model_args = 'wide' is not a table of ranges or choices", **BEFORE),
+    Case(
+        "sweep-model-a-number",
+        lambda e: sweep_argv(e, space(e, model="3")),
+        2,
+        r"space\.toml: model = 3 is not a model name, e\.g\. model = \"fastnet\", or model = \{choices",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-model-a-range",
+        lambda e: sweep_argv(e, space(e, model="{low = 1, high = 2}")),
+        2,
+        r"space\.toml: model = \{'low': 1, 'high': 2\} is not a search of models: use \{choices = ",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-recipe-a-number",
+        lambda e: sweep_argv(e, space(e, recipe="5")),
+        2,
+        r"space\.toml: recipe = 5 is not a packaged recipe \(classic, fast, long\) or a recipe file",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-val-split-a-string",
+        lambda e: sweep_argv(e, space(e, val_split='"x"')),
+        2,
+        r"space\.toml: val_split = 'x' is not a whole number of held-out training images",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-val-split-zero",
+        lambda e: sweep_argv(e, space(e, val_split="0")),
+        2,
+        r"space\.toml: val_split = 0 must be between 1 and 99: a sweep scores its trials on that many "
+        r"held-out training images",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-val-split-all-the-data",
+        lambda e: sweep_argv(e, space(e, val_split=str(5 * N))),
+        2,
+        r"space\.toml: val_split = 100 must be between 1 and 99",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-train-images-negative",
+        lambda e: sweep_argv(e, space(e, train_images="-5")),
+        2,
+        r"space\.toml: train_images = -5 must be >= 0 \(0: all the images\)",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-seed-a-bool",
+        lambda e: sweep_argv(e, space(e, seed="true")),
+        2,
+        r"space\.toml: seed = True is not a whole number from 0 to 4,000,000",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-seed-negative",
+        lambda e: sweep_argv(e, space(e, seed="-1")),
+        2,
+        r"space\.toml: seed = -1 must be between 0 and 4,000,000",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-fixed-a-number",
+        lambda e: sweep_argv(e, space_text(e, f"val_split = {VAL}\nfixed = 3")),
+        2,
+        r"space\.toml: fixed = 3 is not a table of recipe fields: a line \[fixed\], then lines like epochs = 4",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-a-list",
+        lambda e: sweep_argv(e, space_text(e, f"val_split = {VAL}\nsearch = [1]")),
+        2,
+        r"space\.toml: search = \[1\] is not a table of ranges or choices: a line \[search\]",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-model-args-a-string",
+        lambda e: sweep_argv(e, space_text(e, f'val_split = {VAL}\nmodel_args = "wide"')),
+        2,
+        r"space\.toml: model_args = 'wide' is not a table of ranges or choices",
+        **BEFORE,
+    ),
     # --- [fixed] values the recipe refuses ---
-    Case("sweep-fixed-lr-negative", lambda e: sweep_argv(e, space(e, fixed="lr = -1", search="")), 2,
-         r"space\.toml: \[fixed\] lr = -1: bad recipe: lr must be positive \(got -1\.0\)", **BEFORE),
-    Case("sweep-fixed-epochs-a-string", lambda e: sweep_argv(e, space(e, fixed='epochs = "ten"')), 2,
-         r"space\.toml: \[fixed\] epochs = 'ten': bad recipe: epochs must be int, got 'ten'", **BEFORE),
-    Case("sweep-fixed-ema-with-the-recipes-lookahead", lambda e: sweep_argv(e, space(e, fixed="ema_decay = 0.9")), 2,
-         r"space\.toml: \[fixed\] ema_decay = 0\.9: bad recipe: ema_decay and lookahead are two ways to average "
-         r"weights: set one of them to 0", **BEFORE),
+    Case(
+        "sweep-fixed-lr-negative",
+        lambda e: sweep_argv(e, space(e, fixed="lr = -1", search="")),
+        2,
+        r"space\.toml: \[fixed\] lr = -1: bad recipe: lr must be positive \(got -1\.0\)",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-fixed-epochs-a-string",
+        lambda e: sweep_argv(e, space(e, fixed='epochs = "ten"')),
+        2,
+        r"space\.toml: \[fixed\] epochs = 'ten': bad recipe: epochs must be int, got 'ten'",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-fixed-ema-with-the-recipes-lookahead",
+        lambda e: sweep_argv(e, space(e, fixed="ema_decay = 0.9")),
+        2,
+        r"space\.toml: \[fixed\] ema_decay = 0\.9: bad recipe: ema_decay and lookahead are two ways to average "
+        r"weights: set one of them to 0",
+        **BEFORE,
+    ),
     # --- [search] values the sampler can draw and the recipe refuses ---
-    Case("sweep-search-high-end-refused",
-         lambda e: sweep_argv(e, space(e, search="momentum = {low = 0.5, high = 1.0}")), 2,
-         r"space\.toml: \[search\] momentum = 1\.0, the high end of its range: bad recipe: momentum must be in "
-         r"\[0, 1\) \(got 1\.0\)", **BEFORE),
-    Case("sweep-search-low-end-refused",
-         lambda e: sweep_argv(e, space(e, search="weight_decay = {low = -0.1, high = 0.1}")), 2,
-         r"space\.toml: \[search\] weight_decay = -0\.1, the low end of its range: bad recipe: weight_decay must "
-         r"be >= 0", **BEFORE),
-    Case("sweep-search-choice-refused", lambda e: sweep_argv(e, space(e, fixed="epochs = 1", search="batch_size = {choices = [64, 0]}")),
-         2, r"space\.toml: \[search\] batch_size = 0, one of its choices: bad recipe: batch_size must be at least 1",
-         **BEFORE),
-    Case("sweep-search-refused-together",
-         lambda e: sweep_argv(e, space(e, search="ema_decay = {low = 0.0, high = 0.9}\nlookahead = {low = 0, high = 5}")),
-         2,
-         r"space\.toml: \[search\] with every field at its high end \(\{'ema_decay': 0\.9, 'lookahead': 5\}\): "
-         r"bad recipe: ema_decay and lookahead are two ways", **BEFORE),
-    Case("sweep-search-float-range-for-whole-numbers",
-         lambda e: sweep_argv(e, space(e, search="epochs = {low = 1.5, high = 4}", fixed="batch_size = 16")), 2,
-         r"space\.toml: \[search\] epochs = \{'low': 1\.5, 'high': 4\}: epochs takes whole numbers: give low, high "
-         r"and step as integers", **BEFORE),
-    Case("sweep-search-log-and-step",
-         lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = 1.0, log = true, step = 0.1}")), 2,
-         r"space\.toml: \[search\] lr = .*: a log range takes no step \(Optuna refuses both\): drop one of them",
-         **BEFORE),
-    Case("sweep-search-step-zero",
-         lambda e: sweep_argv(e, space(e, search="lookahead = {low = 2, high = 8, step = 0}")), 2,
-         r"space\.toml: \[search\] lookahead = .*: step = 0 must be a number > 0", **BEFORE),
-    Case("sweep-search-step-negative",
-         lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = 1.0, step = -0.1}")), 2,
-         r"space\.toml: \[search\] lr = .*: step = -0\.1 must be a number > 0", **BEFORE),
-    Case("sweep-search-step-longer-than-the-range",
-         lambda e: sweep_argv(e, space(e, search="lookahead = {low = 2, high = 8, step = 10}")), 2,
-         r"space\.toml: \[search\] lookahead = .*: step = 10 is longer than the range, so only low could be drawn",
-         **BEFORE),
-    Case("sweep-search-log-a-string",
-         lambda e: sweep_argv(e, space(e, search='lr = {low = 0.1, high = 1.0, log = "yes"}')), 2,
-         r"space\.toml: \[search\] lr = .*: log = 'yes' is not true or false", **BEFORE),
-    Case("sweep-search-range-to-infinity", lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = inf}")), 2,
-         r"space\.toml: \[search\] lr = \{'low': 0\.1, 'high': inf\} is not a search range: use \{low = A, high = B\}",
-         **BEFORE),
+    Case(
+        "sweep-search-high-end-refused",
+        lambda e: sweep_argv(e, space(e, search="momentum = {low = 0.5, high = 1.0}")),
+        2,
+        r"space\.toml: \[search\] momentum = 1\.0, the high end of its range: bad recipe: momentum must be in "
+        r"\[0, 1\) \(got 1\.0\)",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-low-end-refused",
+        lambda e: sweep_argv(e, space(e, search="weight_decay = {low = -0.1, high = 0.1}")),
+        2,
+        r"space\.toml: \[search\] weight_decay = -0\.1, the low end of its range: bad recipe: weight_decay must "
+        r"be >= 0",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-choice-refused",
+        lambda e: sweep_argv(e, space(e, fixed="epochs = 1", search="batch_size = {choices = [64, 0]}")),
+        2,
+        r"space\.toml: \[search\] batch_size = 0, one of its choices: bad recipe: batch_size must be at least 1",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-refused-together",
+        lambda e: sweep_argv(
+            e, space(e, search="ema_decay = {low = 0.0, high = 0.9}\nlookahead = {low = 0, high = 5}")
+        ),
+        2,
+        r"space\.toml: \[search\] with every field at its high end \(\{'ema_decay': 0\.9, 'lookahead': 5\}\): "
+        r"bad recipe: ema_decay and lookahead are two ways",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-float-range-for-whole-numbers",
+        lambda e: sweep_argv(e, space(e, search="epochs = {low = 1.5, high = 4}", fixed="batch_size = 16")),
+        2,
+        r"space\.toml: \[search\] epochs = \{'low': 1\.5, 'high': 4\}: epochs takes whole numbers: give low, high "
+        r"and step as integers",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-log-and-step",
+        lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = 1.0, log = true, step = 0.1}")),
+        2,
+        r"space\.toml: \[search\] lr = .*: a log range takes no step \(Optuna refuses both\): drop one of them",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-step-zero",
+        lambda e: sweep_argv(e, space(e, search="lookahead = {low = 2, high = 8, step = 0}")),
+        2,
+        r"space\.toml: \[search\] lookahead = .*: step = 0 must be a number > 0",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-step-negative",
+        lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = 1.0, step = -0.1}")),
+        2,
+        r"space\.toml: \[search\] lr = .*: step = -0\.1 must be a number > 0",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-step-longer-than-the-range",
+        lambda e: sweep_argv(e, space(e, search="lookahead = {low = 2, high = 8, step = 10}")),
+        2,
+        r"space\.toml: \[search\] lookahead = .*: step = 10 is longer than the range, so only low could be drawn",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-log-a-string",
+        lambda e: sweep_argv(e, space(e, search='lr = {low = 0.1, high = 1.0, log = "yes"}')),
+        2,
+        r"space\.toml: \[search\] lr = .*: log = 'yes' is not true or false",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-search-range-to-infinity",
+        lambda e: sweep_argv(e, space(e, search="lr = {low = 0.1, high = inf}")),
+        2,
+        r"space\.toml: \[search\] lr = \{'low': 0\.1, 'high': inf\} is not a search range: use \{low = A, high = B\}",
+        **BEFORE,
+    ),
     # --- [model_args] ---
-    Case("sweep-model-args-not-a-range", lambda e: sweep_argv(e, space(e, model_args="widths = 3")), 2,
-         r"space\.toml: \[model_args\] widths = 3 is not a search range", **BEFORE),
-    Case("sweep-model-args-choice-a-table",
-         lambda e: sweep_argv(e, space(e, model_args="widths = {choices = [{a = 1}]}")), 2,
-         r"space\.toml: \[model_args\] widths = .*: Optuna cannot store the choice \{'a': 1\}", **BEFORE),
-    Case("sweep-model-args-choice-like-json",
-         lambda e: sweep_argv(e, space(e, model_args='act = {choices = ["[relu"]}')), 2,
-         r"space\.toml: \[model_args\] act = .*: Optuna cannot store the choice '\[relu'.*not starting with '\['",
-         **BEFORE),
-    Case("sweep-model-args-the-model-refuses",
-         lambda e: sweep_argv(e, space(e, model_args="widths = {choices = [[8, 16, 16], [16, 32]]}")), 2,
-         r"space\.toml: \[model_args\]: model fastnet does not take the arguments \{\"widths\": \[16, 32\]\}", **BEFORE),
+    Case(
+        "sweep-model-args-not-a-range",
+        lambda e: sweep_argv(e, space(e, model_args="widths = 3")),
+        2,
+        r"space\.toml: \[model_args\] widths = 3 is not a search range",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-model-args-choice-a-table",
+        lambda e: sweep_argv(e, space(e, model_args="widths = {choices = [{a = 1}]}")),
+        2,
+        r"space\.toml: \[model_args\] widths = .*: Optuna cannot store the choice \{'a': 1\}",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-model-args-choice-like-json",
+        lambda e: sweep_argv(e, space(e, model_args='act = {choices = ["[relu"]}')),
+        2,
+        r"space\.toml: \[model_args\] act = .*: Optuna cannot store the choice '\[relu'.*not starting with '\['",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-model-args-the-model-refuses",
+        lambda e: sweep_argv(e, space(e, model_args="widths = {choices = [[8, 16, 16], [16, 32]]}")),
+        2,
+        r"space\.toml: \[model_args\]: model fastnet does not take the arguments \{\"widths\": \[16, 32\]\}",
+        **BEFORE,
+    ),
     # --- the data and the device: checked once, before any worker ---
-    Case("sweep-data-dir-is-a-file", lambda e: sweep_argv(e, data_dir=file_in_the_way(e).parent), 2,
-         r"data dir \S+a-file is not a folder: pass a folder with --data-dir or TINYCIFAR_DATA",
-         check=no_worker_started),
-    Case("sweep-data-missing-download-404", lambda e: sweep_argv(e), 2,
-         r"downloading http://127\.0\.0\.1:\d+/\S+ failed: the server answered HTTP 404", check=no_worker_started),
-    Case("sweep-device-cuda-without-gpu", lambda e: sweep_argv(e, None, "--device", "cuda"), 2,
-         r"--device cuda asked for, but this torch build sees no CUDA GPU; use --device cpu",
-         marks=no_cuda_mark(), **BEFORE),
+    Case(
+        "sweep-data-dir-is-a-file",
+        lambda e: sweep_argv(e, data_dir=file_in_the_way(e).parent),
+        2,
+        r"data dir \S+a-file is not a folder: pass a folder with --data-dir or TINYCIFAR_DATA",
+        check=no_worker_started,
+    ),
+    Case(
+        "sweep-data-missing-download-404",
+        lambda e: sweep_argv(e),
+        2,
+        r"downloading http://127\.0\.0\.1:\d+/\S+ failed: the server answered HTTP 404",
+        check=no_worker_started,
+    ),
+    Case(
+        "sweep-device-cuda-without-gpu",
+        lambda e: sweep_argv(e, None, "--device", "cuda"),
+        2,
+        r"--device cuda asked for, but this torch build sees no CUDA GPU; use --device cpu",
+        marks=no_cuda_mark(),
+        **BEFORE,
+    ),
     # --- a database password: never printed, never in a worker's argv ---
-    Case("sweep-password-unreachable-database", lambda e: sweep_argv(e, None, "--storage", db_url()), 2,
-         r"cannot open the study storage postgresql://tinycifar:\*\*\*@127\.0\.0\.1:\d+/sweeps \(",
-         check=password_nowhere, **BEFORE),
-    Case("sweep-password-from-the-environment", storage_in_the_environment, 2,
-         r"cannot open the study storage postgresql://tinycifar:\*\*\*@127\.0\.0\.1:\d+/sweeps \(",
-         check=password_nowhere, **BEFORE),
-    Case("sweep-password-not-in-argv-or-start-up-line", database_in_a_journal, 2,
-         r"no trial completed, so there is no best configuration", check=started_and_hidden),
+    Case(
+        "sweep-password-unreachable-database",
+        lambda e: sweep_argv(e, None, "--storage", db_url()),
+        2,
+        r"cannot open the study storage postgresql://tinycifar:\*\*\*@127\.0\.0\.1:\d+/sweeps \(",
+        check=password_nowhere,
+        **BEFORE,
+    ),
+    Case(
+        "sweep-password-from-the-environment",
+        storage_in_the_environment,
+        2,
+        r"cannot open the study storage postgresql://tinycifar:\*\*\*@127\.0\.0\.1:\d+/sweeps \(",
+        check=password_nowhere,
+        **BEFORE,
+    ),
+    Case(
+        "sweep-password-not-in-argv-or-start-up-line",
+        database_in_a_journal,
+        2,
+        r"no trial completed, so there is no best configuration",
+        check=started_and_hidden,
+    ),
     # --- workers that end badly ---
-    Case("sweep-no-trial-completed", lambda e: with_workers(e, 0), 2,
-         r"no trial completed, so there is no best configuration: every trial was pruned, rejected or failed "
-         r"\(their notes are in \S+trials\.csv\); widen the search space", check=one_worker_started),
-    Case("sweep-workers-keep-dying", lambda e: with_workers(e, -signal.SIGKILL), 2,
-         r"the sweep ended with 0 of 8 trials: worker 0 died \(signal 9\) and the 4 replacements a sweep may start "
-         r"are used up; see \S+worker-4\.log: out of memory\? try fewer --workers", check=five_workers_started),
-    Case("sweep-trials-keep-failing", lambda e: with_workers(e, sweep.EXIT_FAILING, fail_three_trials), 2, r"worker 0: 3 trials in a row failed, the last \(trial 2: cannot write to --out trial-2 \(No space left "
-            r"on device\)\); fix that and run the sweep again \(worker log: \S+worker-0\.log\)",
-         check=one_worker_started),  # never replaced: its replacement would fail the same way
+    Case(
+        "sweep-no-trial-completed",
+        lambda e: with_workers(e, 0),
+        2,
+        r"no trial completed, so there is no best configuration: every trial was pruned, rejected or failed "
+        r"\(their notes are in \S+trials\.csv\); widen the search space",
+        check=one_worker_started,
+    ),
+    Case(
+        "sweep-workers-keep-dying",
+        lambda e: with_workers(e, -signal.SIGKILL),
+        2,
+        r"the sweep ended with 0 of 8 trials: worker 0 died \(signal 9\) and the 4 replacements a sweep may start "
+        r"are used up; see \S+worker-4\.log: out of memory\? try fewer --workers",
+        check=five_workers_started,
+    ),
+    Case(
+        "sweep-trials-keep-failing",
+        lambda e: with_workers(e, sweep.EXIT_FAILING, fail_three_trials),
+        2,
+        r"worker 0: 3 trials in a row failed, the last \(trial 2: cannot write to --out trial-2 \(No space left "
+        r"on device\)\); fix that and run the sweep again \(worker log: \S+worker-0\.log\)",
+        check=one_worker_started,
+    ),  # never replaced: its replacement would fail the same way
 ]
 
 
@@ -333,13 +525,16 @@ def test_bad_sweep_input(case: Case, env, capsys):  # noqa: F811 - env: test_bad
 # ---------------------------------------------------------------- the pieces, directly
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://u:s3cret@db:5432/tinycifar", "postgresql://u:***@db:5432/tinycifar"),
-    ("postgresql://u:p@ss@db/tinycifar", "postgresql://u:***@db/tinycifar"),  # SQLAlchemy would show "ss"
-    ("postgresql://u:p%40ss@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
-    ("postgresql://u@db/tinycifar", "postgresql://u@db/tinycifar"),
-    ("sweeps/study.journal", "sweeps/study.journal"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://u:s3cret@db:5432/tinycifar", "postgresql://u:***@db:5432/tinycifar"),
+        ("postgresql://u:p@ss@db/tinycifar", "postgresql://u:***@db/tinycifar"),  # SQLAlchemy would show "ss"
+        ("postgresql://u:p%40ss@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
+        ("postgresql://u@db/tinycifar", "postgresql://u@db/tinycifar"),
+        ("sweeps/study.journal", "sweeps/study.journal"),
+    ],
+)
 def test_a_password_is_hidden_wherever_a_url_is_shown(url, shown):
     assert sweep.hide_password(url) == shown
     said = f"connection to {url.replace('postgresql://', 'postgresql+psycopg://')} failed for {url}"
@@ -387,18 +582,33 @@ def proc_env(tmp_path) -> SimpleNamespace:
     write_batches(tmp_path / "data" / BATCHES_DIR)
     environ = {k: v for k, v in os.environ.items() if k not in (sweep.STORAGE_ENV, sweep.COORDINATOR_ENV)}
     environ["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [environ.get("PYTHONPATH")])])
-    text = (f'model = "fastnet"\nrecipe = "fast"\nval_split = {VAL}\n[fixed]\nepochs = 1\nbatch_size = 16\n'
-            "[search]\nlr = {low = 0.05, high = 1.0, log = true}\n[model_args]\nwidths = {choices = [[8, 16, 16]]}\n")
+    text = (
+        f'model = "fastnet"\nrecipe = "fast"\nval_split = {VAL}\n[fixed]\nepochs = 1\nbatch_size = 16\n'
+        "[search]\nlr = {low = 0.05, high = 1.0, log = true}\n[model_args]\nwidths = {choices = [[8, 16, 16]]}\n"
+    )
     (tmp_path / "space.toml").write_text(text)
     return SimpleNamespace(tmp=tmp_path, env=environ, out=tmp_path / "sweep")
 
 
 def start_sweep(p: SimpleNamespace, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tinycifar", "sweep", str(p.tmp / "space.toml"), "--out", str(p.out),
-           "--data-dir", str(p.tmp / "data"), "--device", "cpu", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinycifar",
+        "sweep",
+        str(p.tmp / "space.toml"),
+        "--out",
+        str(p.out),
+        "--data-dir",
+        str(p.tmp / "data"),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     # Its own session, so that whatever it left behind can be killed as a group.
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=p.env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=p.env, start_new_session=True
+    )
 
 
 def alive(pid: int) -> bool:
@@ -450,7 +660,9 @@ def test_a_sweep_whose_every_trial_fails_stops_and_says_why(proc_env):
     assert re.fullmatch(
         r"tinycifar sweep: error: worker \d: 3 trials in a row failed, the last \(trial \d+: cannot write to --out "
         r"\S+/trial-\d+ \(File exists\): choose a folder you can write to\); fix that and run the sweep again "
-        r"\(worker log: \S+worker-\d\.log\)", err.strip().splitlines()[-1]), err
+        r"\(worker log: \S+worker-\d\.log\)",
+        err.strip().splitlines()[-1],
+    ), err
     study = optuna.load_study(study_name="sweep", storage=sweep.open_storage(None, proc_env.out))
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert sweep.FAILS_IN_A_ROW <= len(failed) <= 2 * sweep.FAILS_IN_A_ROW  # each worker stops after 3
@@ -491,20 +703,25 @@ def test_workers_do_not_outlive_a_killed_coordinator(proc_env):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_worker_without_prctl_still_follows_its_coordinator(tmp_path):
     """The portable fallback: the thread that watches the parent's pid."""
-    child = ("import ctypes, time\n"
-             "from tinycifar.sweep import worker\n"
-             "def no_prctl(*a, **k): raise OSError('no prctl here')\n"
-             "ctypes.CDLL = no_prctl\n"
-             "worker.follow_coordinator()\n"
-             "print('following', flush=True)\n"
-             "time.sleep(60)\n")
-    parent = ("import os, subprocess, sys\n"
-              f"env = {{**os.environ, {sweep.COORDINATOR_ENV!r}: str(os.getpid())}}\n"
-              f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env)\n"
-              "print(p.pid, flush=True)\n"
-              "p.wait()\n")  # a child that failed ends this, and the test's wait for its line
-    coordinator = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+    child = (
+        "import ctypes, time\n"
+        "from tinycifar.sweep import worker\n"
+        "def no_prctl(*a, **k): raise OSError('no prctl here')\n"
+        "ctypes.CDLL = no_prctl\n"
+        "worker.follow_coordinator()\n"
+        "print('following', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = (
+        "import os, subprocess, sys\n"
+        f"env = {{**os.environ, {sweep.COORDINATOR_ENV!r}: str(os.getpid())}}\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env)\n"
+        "print(p.pid, flush=True)\n"
+        "p.wait()\n"
+    )  # a child that failed ends this, and the test's wait for its line
+    coordinator = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     worker = int(coordinator.stdout.readline())
     try:
         assert coordinator.stdout.readline() == "following\n"  # its watch has started

@@ -19,9 +19,9 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.inference import prepare
 from tinycifar.models import create_model
 from tinycifar.recipe import Recipe
+from tinycifar.runconfig import RunConfig
 from tinycifar.train import fit
 
-QUIET = {"progress": False, "log": lambda *_: None}
 STUDENT = Recipe(epochs=4, batch_size=32, lr=0.2, warmup_epochs=0.5, label_smoothing=0.0, eval_every=4)
 
 
@@ -53,16 +53,20 @@ def write_tensors(path, tensors):
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p, r"does not exist"),
-    (lambda p: write_tensors(p, {"probs": random_probs(7)}), r"shape \(7, 10\), not \(50, 10\)"),
-    (lambda p: write_tensors(p, {"probs": random_probs(50), "x": torch.zeros(1)}), r"not one tensor 'probs'"),
-    (lambda p: write_tensors(p, {"probs": -random_probs(50)}), r"not probabilities"),
-    (lambda p: write_tensors(p, {"probs": random_probs(50) * 2}), r"not probabilities"),
-    (lambda p: write_tensors(p, {"probs": torch.full((50, 10), float("nan"))}), r"not probabilities"),
-    (lambda p: write_tensors(p, {"probs": torch.ones(50, 10, dtype=torch.uint8)}), r"holds U8 numbers"),
-    (lambda p: (p.write_bytes(b"\x00" * 8 + b"garbage"), p)[1], r"not a readable safetensors"),
-], ids=["missing", "shape", "extra-key", "negative", "sums", "nan", "integers", "garbage"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p, r"does not exist"),
+        (lambda p: write_tensors(p, {"probs": random_probs(7)}), r"shape \(7, 10\), not \(50, 10\)"),
+        (lambda p: write_tensors(p, {"probs": random_probs(50), "x": torch.zeros(1)}), r"not one tensor 'probs'"),
+        (lambda p: write_tensors(p, {"probs": -random_probs(50)}), r"not probabilities"),
+        (lambda p: write_tensors(p, {"probs": random_probs(50) * 2}), r"not probabilities"),
+        (lambda p: write_tensors(p, {"probs": torch.full((50, 10), float("nan"))}), r"not probabilities"),
+        (lambda p: write_tensors(p, {"probs": torch.ones(50, 10, dtype=torch.uint8)}), r"holds U8 numbers"),
+        (lambda p: (p.write_bytes(b"\x00" * 8 + b"garbage"), p)[1], r"not a readable safetensors"),
+    ],
+    ids=["missing", "shape", "extra-key", "negative", "sums", "nan", "integers", "garbage"],
+)
 def test_a_bad_soft_labels_file_is_one_clear_error(tmp_path, make, message):
     path = make(tmp_path / "t.safetensors")
     with pytest.raises(TinyCifarError, match=message) as e:
@@ -118,12 +122,17 @@ def test_a_student_learns_what_its_teacher_says(tmp_path):
     it, and without a teacher it learns the labels."""
     train, (eval_images, eval_labels) = synthetic_cifar(320, seed=0), synthetic_cifar(100, seed=1)
     shifted = F.one_hot((train[1] + 1) % 10, 10).float()
-    plain = fit("tinynet", STUDENT, tmp_path / "plain", train, (eval_images, eval_labels), **QUIET)
+    plain = fit(RunConfig("tinynet", STUDENT), train, (eval_images, eval_labels), tmp_path / "plain")
     # scored against the teacher's naming: agreement with what it was taught
-    taught = fit("tinynet", Recipe(**{**STUDENT.__dict__, "distill": 1.0}), tmp_path / "taught", train,
-                 (eval_images, (eval_labels + 1) % 10), teacher=shifted, **QUIET)
-    assert plain["final_test_acc"] > 0.8
-    assert taught["final_test_acc"] > 0.8
+    taught = fit(
+        RunConfig("tinynet", Recipe(**{**STUDENT.__dict__, "distill": 1.0})),
+        train,
+        (eval_images, (eval_labels + 1) % 10),
+        tmp_path / "taught",
+        teacher=shifted,
+    )
+    assert plain["eval_acc"] > 0.8
+    assert taught["eval_acc"] > 0.8
     config = json.loads((tmp_path / "taught" / "config.json").read_text())
     assert config["recipe"]["distill"] == 1.0 and re.fullmatch(r"[0-9a-f]{16}", config["teacher"])
 
@@ -131,27 +140,40 @@ def test_a_student_learns_what_its_teacher_says(tmp_path):
 def test_a_teacher_with_a_row_per_image_or_none(tmp_path):
     train, eval_data = synthetic_cifar(64), synthetic_cifar(32)
     with pytest.raises(TinyCifarError, match=r"the teacher has \(50, 10\) probabilities for 64 training images"):
-        fit("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=0.5), tmp_path, train,
-            eval_data, teacher=random_probs(50), **QUIET)
+        fit(
+            RunConfig("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=0.5)),
+            train,
+            eval_data,
+            tmp_path,
+            teacher=random_probs(50),
+        )
 
 
 def test_a_resumed_run_must_have_the_same_teacher(tmp_path):
     train, eval_data = synthetic_cifar(64, seed=0), synthetic_cifar(32, seed=1)
     recipe = Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=0.5)
-    fit("tinynet", recipe, tmp_path, train, eval_data, teacher=random_probs(64, seed=0), **QUIET)
+    fit(RunConfig("tinynet", recipe), train, eval_data, tmp_path, teacher=random_probs(64, seed=0))
     with pytest.raises(TinyCifarError, match="different configuration"):
-        fit("tinynet", recipe, tmp_path, train, eval_data, teacher=random_probs(64, seed=1), resume=True, **QUIET)
+        fit(RunConfig("tinynet", recipe), train, eval_data, tmp_path, teacher=random_probs(64, seed=1), resume=True)
 
 
-@pytest.mark.parametrize("distill_share, teacher, message", [
-    (0.5, False, r"distill is 0\.5, but no teacher was given"),
-    (0.0, True, r"--teacher needs a share for it"),
-])
+@pytest.mark.parametrize(
+    "distill_share, teacher, message",
+    [
+        (0.5, False, r"distill is 0\.5, but no teacher was given"),
+        (0.0, True, r"--teacher needs a share for it"),
+    ],
+)
 def test_a_teacher_and_its_share_come_together(tmp_path, distill_share, teacher, message):
     train, eval_data = synthetic_cifar(64), synthetic_cifar(32)
     with pytest.raises(TinyCifarError, match=message):
-        fit("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=distill_share), tmp_path,
-            train, eval_data, teacher=random_probs(64) if teacher else None, **QUIET)
+        fit(
+            RunConfig("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0, distill=distill_share)),
+            train,
+            eval_data,
+            tmp_path,
+            teacher=random_probs(64) if teacher else None,
+        )
 
 
 def test_soft_labels_command_writes_the_ensemble_and_ranks_it(tmp_path, monkeypatch, capsys):
@@ -164,8 +186,27 @@ def test_soft_labels_command_writes_the_ensemble_and_ranks_it(tmp_path, monkeypa
         save_weights(create_model("tinynet").eval(), tmp_path / f"w{seed}.safetensors", {"model": "tinynet"})
         weights += ["--weights", str(tmp_path / f"w{seed}.safetensors")]
     out = tmp_path / "teacher.safetensors"
-    assert cli.main(["soft-labels", *weights, "--out", str(out), "--data-dir", str(root), "--val-split", "30",
-                     "--device", "cpu", "--precision", "fp32", "--temperature", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "soft-labels",
+                *weights,
+                "--out",
+                str(out),
+                "--data-dir",
+                str(root),
+                "--val-split",
+                "30",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--temperature",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert len(re.findall(r"\(tinynet\): \d+\.\d\d% on the 30 held-out images", printed)) == 2
     assert "the ensemble of 2:" in printed and "wrote" in printed
@@ -192,8 +233,22 @@ def test_soft_labels_says_how_soft_its_targets_are(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(soft_labels, "model_probs", lambda *args, **kwargs: torch.stack(sure))
     weights = tmp_path / "w.safetensors"
     save_weights(create_model("tinynet"), weights, {"model": "tinynet"})
-    assert cli.main(["soft-labels", "--weights", str(weights), "--out", str(tmp_path / "t.safetensors"),
-                     "--data-dir", str(root), "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "soft-labels",
+                "--weights",
+                str(weights),
+                "--out",
+                str(tmp_path / "t.safetensors"),
+                "--data-dir",
+                str(root),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "true label for 100.00%, mean probability of the true label 70.0%" in printed
 
@@ -203,8 +258,9 @@ def test_models_that_saw_the_validation_images_cannot_teach_against_them(tmp_pat
     root = tmp_path / "data"
     write_batches(root / BATCHES_DIR, 20)
     for held, name in ((0, "all"), (10, "ten")):
-        save_weights(create_model("tinynet"), tmp_path / f"{name}.safetensors",
-                     {"model": "tinynet", "held_out": str(held)})
+        save_weights(
+            create_model("tinynet"), tmp_path / f"{name}.safetensors", {"model": "tinynet", "held_out": str(held)}
+        )
     save_weights(create_model("tinynet"), tmp_path / "old.safetensors", {"model": "tinynet"})
     base = ["soft-labels", "--data-dir", str(root), "--device", "cpu", "--out", str(tmp_path / "t.safetensors")]
     assert cli.main([*base, "--weights", str(tmp_path / "all.safetensors"), "--val-split", "10"]) == 2
@@ -212,15 +268,40 @@ def test_models_that_saw_the_validation_images_cannot_teach_against_them(tmp_pat
     assert cli.main([*base, "--weights", str(tmp_path / "ten.safetensors"), "--val-split", "20"]) == 2
     assert "trained on some of the 20 validation images (it held out 10)" in capsys.readouterr().err
     # a model that held out 10 may be ranked on a 10 split; one that does not say gets a note
-    assert cli.main([*base, "--weights", str(tmp_path / "ten.safetensors"), "--weights",
-                     str(tmp_path / "old.safetensors"), "--val-split", "10"]) == 0
+    assert (
+        cli.main(
+            [
+                *base,
+                "--weights",
+                str(tmp_path / "ten.safetensors"),
+                "--weights",
+                str(tmp_path / "old.safetensors"),
+                "--val-split",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert "old.safetensors does not record which images it held out" in capsys.readouterr().out
     assert "held_out" not in load_soft_labels(tmp_path / "t.safetensors", 100)[1]  # one unknown: unknown
     assert cli.main([*base, "--weights", str(tmp_path / "ten.safetensors")]) == 0
     assert load_soft_labels(tmp_path / "t.safetensors", 100)[1]["held_out"] == "10"
     # and a student may not be judged on images its teacher saw
-    train = ["train", "--data-dir", str(root), "--device", "cpu", "--out", str(tmp_path / "run"),
-             "--teacher", str(tmp_path / "t.safetensors"), "--distill", "0.5", "--val-split", "20"]
+    train = [
+        "train",
+        "--data-dir",
+        str(root),
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--teacher",
+        str(tmp_path / "t.safetensors"),
+        "--distill",
+        "0.5",
+        "--val-split",
+        "20",
+    ]
     assert cli.main(train) == 2
     assert "teacher file" in capsys.readouterr().err
 
@@ -230,8 +311,8 @@ def test_a_run_s_weights_say_which_images_it_held_out(tmp_path):
 
     train, eval_data = synthetic_cifar(64), synthetic_cifar(32)
     recipe = Recipe(epochs=1, batch_size=32, warmup_epochs=0)
-    fit("tinynet", recipe, tmp_path / "val", train, eval_data, eval_name="val", **QUIET)
-    fit("tinynet", recipe, tmp_path / "test", train, eval_data, **QUIET)
+    fit(RunConfig("tinynet", recipe, eval_on="val"), train, eval_data, tmp_path / "val")
+    fit(RunConfig("tinynet", recipe), train, eval_data, tmp_path / "test")
     assert weights_metadata(tmp_path / "val" / "model.safetensors")["held_out"] == "32"
     assert weights_metadata(tmp_path / "test" / "model.safetensors")["held_out"] == "0"
 
@@ -244,5 +325,7 @@ def test_sweeps_and_repeats_refuse_what_they_cannot_do(tmp_path):
     space.write_text('model = "tinynet"\n[fixed]\ndistill = 0.5\n')
     with pytest.raises(TinyCifarError, match="distill needs a teacher, which a sweep does not take"):
         load_space(space)
-    with pytest.raises(TinyCifarError, match="--plan after --: repeat sets them itself .*ask `tinycifar train --time ... --plan`"):
+    with pytest.raises(
+        TinyCifarError, match="--plan after --: repeat sets them itself .*ask `tinycifar train --time ... --plan`"
+    ):
         train_argv(["--", "--time", "1m", "--plan"])

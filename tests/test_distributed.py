@@ -20,6 +20,8 @@ SCRIPT = textwrap.dedent("""
     from conftest import synthetic_cifar
     from tinycifar.recipe import load_recipe
     import dataclasses
+    from tinycifar.callbacks import ConsoleLog
+    from tinycifar.runconfig import RunConfig
     from tinycifar.train import fit
     from tinycifar.models import register_model
 
@@ -29,25 +31,34 @@ SCRIPT = textwrap.dedent("""
                                    torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, num_classes))
 
     recipe = dataclasses.replace(load_recipe("fast"), epochs=2, batch_size=32, eval_every=1, warmup_epochs=0.5)
-    fit(sys.argv[4], recipe, sys.argv[1], synthetic_cifar(320), synthetic_cifar(100, seed=1),
-        seed=int(sys.argv[3]), resume=sys.argv[2] == "resume", progress=False, device="cpu",
-        precision="fp32")  # "up to float rounding" is fp32's: auto takes bf16 on a CPU with it
+    # "up to float rounding" is fp32's: auto takes bf16 on a CPU with it
+    config = RunConfig(sys.argv[4], recipe, seed=int(sys.argv[3]), device="cpu", precision="fp32")
+    fit(config, synthetic_cifar(320), synthetic_cifar(100, seed=1), sys.argv[1], [ConsoleLog(progress=False)],
+        resume=sys.argv[2] == "resume")
 """)
 
 
-def _run(tmp_path: Path, out: Path, processes: int, seed: int = 0, mode: str = "fresh",
-         model: str = "fastnet") -> str:
+def _run(tmp_path: Path, out: Path, processes: int, seed: int = 0, mode: str = "fresh", model: str = "fastnet") -> str:
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
     if processes == 1:
         cmd = [sys.executable, str(script), str(out), mode, str(seed), model]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(script), str(out), mode, str(seed), model]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            str(script),
+            str(out),
+            mode,
+            str(seed),
+            model,
+        ]
     scratch = tmp_path / "tmp"  # the ranks' temp folder: rank 1 writes its scratch copy here
     scratch.mkdir(exist_ok=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TMPDIR": str(scratch)})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 

@@ -226,8 +226,22 @@ def _pct(correct: int) -> str:
 
 def test_cli_evaluate_with_tta(tmp_path, capsys, weights, data, hand, fake_test_set):
     out = tmp_path / "eval"
-    rc = cli.main(["evaluate", "--weights", str(weights), "--out", str(out), "--device", "cpu",
-                   "--tta", "--data-dir", "somewhere", "--batch-size", "7"])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--tta",
+            "--data-dir",
+            "somewhere",
+            "--batch-size",
+            "7",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert fake_test_set == [("test", "somewhere")]
@@ -235,8 +249,7 @@ def test_cli_evaluate_with_tta(tmp_path, capsys, weights, data, hand, fake_test_
     assert f"accuracy: {_pct(hand['correct'])} ({hand['correct']}/{N})" in text
     assert f"accuracy with flip TTA: {_pct(hand['tta_correct'])} ({hand['tta_correct']}/{N})" in text
 
-    rows = {m[1]: (int(m[2]), int(m[3]))
-            for m in re.finditer(r"^(\w+)\s+(\d+)/(\d+)\s+(?:[\d.]+%|n/a)$", text, re.M)}
+    rows = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^(\w+)\s+(\d+)/(\d+)\s+(?:[\d.]+%|n/a)$", text, re.M)}
     _, labels = data
     for i, name in enumerate(CLASSES):
         if (labels == i).any():

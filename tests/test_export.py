@@ -129,8 +129,23 @@ def test_cli_export_writes_checks_and_quantises(tmp_path, capsys, fake_root):
     from tinycifar.checkpoint import save_weights
 
     save_weights(varied("tinynet"), weights, {"model": "tinynet"})
-    assert cli.main(["export", "--weights", str(weights), "--out", str(out), "--int8",
-                     "--calibration-images", "40", "--data-dir", str(fake_root)]) == 0
+    assert (
+        cli.main(
+            [
+                "export",
+                "--weights",
+                str(weights),
+                "--out",
+                str(out),
+                "--int8",
+                "--calibration-images",
+                "40",
+                "--data-dir",
+                str(fake_root),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "top-1 agreement 100.00%" in text
     assert out.is_file() and int8_path(out).is_file()
@@ -139,10 +154,28 @@ def test_cli_export_writes_checks_and_quantises(tmp_path, capsys, fake_root):
 
 
 def test_cli_evaluate_onnx_matches_pytorch_evaluate(tmp_path, capsys, shipped_onnx, fake_root):
-    assert cli.main(["evaluate", "--onnx", str(shipped_onnx), "--out", str(tmp_path / "o"),
-                     "--data-dir", str(fake_root)]) == 0
-    assert cli.main(["evaluate", "--model", "fastnet", "--device", "cpu", "--precision", "fp32",
-                     "--out", str(tmp_path / "t"), "--data-dir", str(fake_root)]) == 0
+    assert (
+        cli.main(["evaluate", "--onnx", str(shipped_onnx), "--out", str(tmp_path / "o"), "--data-dir", str(fake_root)])
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                "fastnet",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--out",
+                str(tmp_path / "t"),
+                "--data-dir",
+                str(fake_root),
+            ]
+        )
+        == 0
+    )
     o = json.loads((tmp_path / "o" / "metrics.json").read_text())
     t = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert o["model"] == "fastnet" and "ONNX Runtime" in o["runs_as"]
@@ -172,9 +205,11 @@ def _contract_breaker(tmp_path, **changes):
     classes = changes.get("classes", 10)
     x = helper.make_tensor_value_info(name_in, dtype, ["n", 3, 32, 32])
     y = helper.make_tensor_value_info(name_out, TensorProto.FLOAT, ["n", classes])
-    nodes = [helper.make_node("Cast", [name_in], ["f"], to=TensorProto.FLOAT),
-             helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=0),
-             helper.make_node("Tile", ["m", "reps"], [name_out])]
+    nodes = [
+        helper.make_node("Cast", [name_in], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=0),
+        helper.make_node("Tile", ["m", "reps"], [name_out]),
+    ]
     axes = helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])
     reps = helper.make_tensor("reps", TensorProto.INT64, [2], [1, 4])
     graph = helper.make_graph(nodes, "g", [x], [y], [axes, reps])
@@ -183,12 +218,15 @@ def _contract_breaker(tmp_path, **changes):
     return path
 
 
-@pytest.mark.parametrize("change, says", [
-    ({"input": "x"}, "inputs are ['x'], expected ['images']"),
-    ({"output": "probs"}, "outputs are ['probs'], expected ['logits']"),
-    ({"dtype": onnx.TensorProto.UINT8}, "'images' is uint8, expected float32"),
-    ({"classes": 5}, "'logits' has shape (n?, 5)"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"input": "x"}, "inputs are ['x'], expected ['images']"),
+        ({"output": "probs"}, "outputs are ['probs'], expected ['logits']"),
+        ({"dtype": onnx.TensorProto.UINT8}, "'images' is uint8, expected float32"),
+        ({"classes": 5}, "'logits' has shape (n?, 5)"),
+    ],
+)
 def test_a_file_off_the_contract_is_one_line_exit_2(tmp_path, capsys, change, says):
     path = _contract_breaker(tmp_path, **change)
     assert cli.main(["evaluate", "--onnx", str(path), "--out", str(tmp_path / "e")]) == 2
@@ -212,8 +250,14 @@ def test_truncated_and_corrupt_files_are_one_line_exit_2(tmp_path, capsys, shipp
 
 def test_external_data_and_oversized_files_are_refused(tmp_path, monkeypatch, shipped_onnx):
     model = onnx.load(shipped_onnx)
-    onnx.save(model, tmp_path / "split.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-              location="weights.bin", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "split.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     with pytest.raises(TinyCifarError, match="external files"):
         read_model(tmp_path / "split.onnx")
     monkeypatch.setattr("tinycifar.onnx_file.MAX_BYTES", 1000)

@@ -14,6 +14,7 @@ from tinycifar.inference import resolve_device
 from tinycifar.models import create_model
 from tinycifar.precision import resolve_precision
 from tinycifar.recipe import load_recipe
+from tinycifar.runconfig import RunConfig
 from tinycifar.step import lr_factor, make_optimizer
 from tinycifar.train import fit, init_from_data, train_epoch
 
@@ -85,8 +86,7 @@ def test_fit_on_the_gpu_writes_cpu_loadable_weights(tmp_path, tiny_data, compile
 
     train, test = tiny_data
     recipe = _recipe(batch_size=32, epochs=3, eval_every=1)
-    metrics = fit("fastnet", recipe, tmp_path, train, test, device="cuda", progress=False,
-                  log=lambda *_: None, compile=compile)
-    assert metrics["precision"] == "bf16" and metrics["final_test_acc"] > 0.3  # chance: 0.1
+    metrics = fit(RunConfig("fastnet", recipe, device="cuda", compile=compile), train, test, tmp_path)
+    assert metrics["precision"] == "bf16" and metrics["eval_acc"] > 0.3  # chance: 0.1
     model = create_model("fastnet")
     load_weights(model, tmp_path / "model.safetensors")  # a CPU model takes GPU-trained weights

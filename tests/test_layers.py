@@ -185,9 +185,7 @@ def test_pixel_unshuffle_rf_is_the_patch():
 # ---------------------------------------------------------------- attention
 
 
-@pytest.mark.parametrize(
-    "channels, reduction", [(32, 4), (64, 4), (64, 16), (48, 8), (7, 2), (2, 4), (3, 4)]
-)
+@pytest.mark.parametrize("channels, reduction", [(32, 4), (64, 4), (64, 16), (48, 8), (7, 2), (2, 4), (3, 4)])
 def test_squeeze_excite_shape_and_params(channels, reduction):
     m = SqueezeExcite(channels, reduction)
     assert out_shape(m, channels, 6) == (2, channels, 6, 6)

@@ -35,7 +35,8 @@ def trainable(model: nn.Module) -> int:
 
 def test_every_block_of_layers_py_is_in_the_list_above():
     defined = {
-        obj for obj in vars(layers).values()
+        obj
+        for obj in vars(layers).values()
         if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == layers.__name__
     }
     assert defined == set(BLOCKS)
@@ -83,10 +84,23 @@ def test_resnet8_param_count():
     # Keras reference: 77,706 conv/dense weights incl. biases; minus the 7 biases in front of
     # BN (16+16+16+32+32+64+64 = 240), plus BN gamma/beta (2*240 = 480) = 77,946.
     keras_weights = (
-        3 * 16 * 9 + 16 + 2 * (16 * 16 * 9 + 16)
-        + 16 * 32 * 9 + 32 + 32 * 32 * 9 + 32 + 16 * 32 + 32
-        + 32 * 64 * 9 + 64 + 64 * 64 * 9 + 64 + 32 * 64 + 64
-        + 64 * 10 + 10
+        3 * 16 * 9
+        + 16
+        + 2 * (16 * 16 * 9 + 16)
+        + 16 * 32 * 9
+        + 32
+        + 32 * 32 * 9
+        + 32
+        + 16 * 32
+        + 32
+        + 32 * 64 * 9
+        + 64
+        + 64 * 64 * 9
+        + 64
+        + 32 * 64
+        + 64
+        + 64 * 10
+        + 10
     )
     assert keras_weights == 77_706
     assert RESNET8_PARAMS == keras_weights - 240 + 480 == 77_946
@@ -100,9 +114,14 @@ def test_resnet8_structure():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
         (3, 16, 3, 1),
-        (16, 16, 3, 1), (16, 16, 3, 1),
-        (16, 32, 3, 2), (32, 32, 3, 1), (16, 32, 1, 2),
-        (32, 64, 3, 2), (64, 64, 3, 1), (32, 64, 1, 2),
+        (16, 16, 3, 1),
+        (16, 16, 3, 1),
+        (16, 32, 3, 2),
+        (32, 32, 3, 1),
+        (16, 32, 1, 2),
+        (32, 64, 3, 2),
+        (64, 64, 3, 1),
+        (32, 64, 1, 2),
     ]
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
 
@@ -123,8 +142,10 @@ def test_every_block_is_used_somewhere_in_the_zoo():
     [
         ("dilatednet", {layers.ConvBNAct, layers.DepthwiseSeparableConv}),
         ("senet", {layers.ConvBNAct, layers.SqueezeExcite}),
-        ("unshufflenet", {layers.PixelUnshuffleDown, layers.DepthwiseSeparableConv,
-                          layers.PixelShuffleUp, layers.TransposedConvUp}),
+        (
+            "unshufflenet",
+            {layers.PixelUnshuffleDown, layers.DepthwiseSeparableConv, layers.PixelShuffleUp, layers.TransposedConvUp},
+        ),
     ],
 )
 def test_our_models_use_their_blocks(name, blocks):

@@ -114,7 +114,7 @@ def _jpeg_claiming(width: int, height: int) -> bytes:
     data = bytearray(buf.getvalue())
     sof = data.find(b"\xff\xc0")
     assert sof > 0
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -308,8 +308,8 @@ def test_huge_png_fixture_is_a_real_png(huge_png, monkeypatch):
     # ... and its pixel data is all there: streamed, never held as 50 MB.
     data = huge_png.read_bytes()
     idat = data.index(b"IDAT")
-    (length,) = struct.unpack(">I", data[idat - 4:idat])
-    d, total, stream = zlib.decompressobj(), 0, data[idat + 4:idat + 4 + length]
+    (length,) = struct.unpack(">I", data[idat - 4 : idat])
+    d, total, stream = zlib.decompressobj(), 0, data[idat + 4 : idat + 4 + length]
     while stream:
         total += len(d.decompress(stream, 1 << 20))
         stream = d.unconsumed_tail
@@ -322,7 +322,9 @@ def test_huge_png_is_refused_without_decoding(huge_png, spy_decodes, monkeypatch
     # our own MAX_PIXELS still refuses before a byte of pixel data is decoded.
     if pillow_limit == "disabled":
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    with pytest.raises(TinyCifarError, match=r"huge\.png: refused: the image (is too large|is 20000×20000 .* over the)"):
+    with pytest.raises(
+        TinyCifarError, match=r"huge\.png: refused: the image (is too large|is 20000×20000 .* over the)"
+    ):
         pr.load_image(huge_png)
     assert spy_decodes == []
 
@@ -492,8 +494,10 @@ def _parse(out: str) -> dict[str, list[tuple[str, float]]]:
 
 
 def test_cli_predict_good_files(tmp_path, capsys, weights):
-    paths = [str(_save(_array(mode, 50 + 10 * i, 40, np.random.default_rng(i)), tmp_path, f"img{i}", fmt))
-             for i, (mode, fmt) in enumerate([("RGB", "PNG"), ("RGBA", "PNG"), ("L", "JPEG"), ("CMYK", "TIFF")])]
+    paths = [
+        str(_save(_array(mode, 50 + 10 * i, 40, np.random.default_rng(i)), tmp_path, f"img{i}", fmt))
+        for i, (mode, fmt) in enumerate([("RGB", "PNG"), ("RGBA", "PNG"), ("L", "JPEG"), ("CMYK", "TIFF")])
+    ]
     rc = cli.main(["predict", *paths, "--weights", str(weights), "--device", "cpu"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err

@@ -33,15 +33,18 @@ def test_recipe_file_by_path(tmp_path):
     assert r.epochs == 2 and r.lr == 1.0 and isinstance(r.lr, float)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"epochs": -1}, "epochs must be at least 1"),
-    ({"batch_size": 0}, "batch_size must be at least 1"),
-    ({"lr": 0.0}, "lr must be positive"),
-    ({"label_smoothing": 1.0}, "label_smoothing"),
-    ({"epochs": "ten"}, "epochs must be int"),
-    ({"flip": 1}, "flip must be bool"),
-    ({"learning_rate": 0.1}, "unknown key(s) learning_rate"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": -1}, "epochs must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"epochs": "ten"}, "epochs must be int"),
+        ({"flip": 1}, "flip must be bool"),
+        ({"learning_rate": 0.1}, "unknown key(s) learning_rate"),
+    ],
+)
 def test_bad_recipes_are_refused_with_the_reason(values, message):
     with pytest.raises(TinyCifarError, match=message.replace("(", r"\(").replace(")", r"\)")):
         recipe_from_dict(values)
@@ -61,3 +64,33 @@ def test_a_recipe_written_as_toml_reads_back_the_same(tmp_path):
     path = tmp_path / "chosen.toml"
     path.write_text(recipe_to_toml(recipe))
     assert load_recipe(path) == recipe
+
+
+def test_recipe_refuses_two_kinds_of_averaging_and_bad_new_fields():
+    with pytest.raises(TinyCifarError, match="ema_decay and lookahead"):
+        Recipe(ema_decay=0.99, lookahead=5)
+    with pytest.raises(TinyCifarError, match="eval_every must be at least 1"):
+        Recipe(eval_every=0)
+    with pytest.raises(TinyCifarError, match="bias_lr_scale must be positive"):
+        Recipe(bias_lr_scale=0.0)
+
+
+def test_long_recipe_is_the_fast_one_for_37_epochs():
+    """What long.toml says of itself: only the schedule's length differs (warm-up too stays)."""
+    import dataclasses
+
+    assert load_recipe("long") == dataclasses.replace(load_recipe("fast"), epochs=37)
+
+
+def test_packaged_fast_recipe_loads():
+    r = load_recipe("fast")
+    assert r.alt_flip and r.lookahead and r.epochs < Recipe().epochs
+
+
+def test_each_model_trains_with_its_own_packaged_recipe():
+    from tinycifar.models import list_models, model_recipe
+    from tinycifar.recipe import RECIPE_NAMES
+
+    assert model_recipe("fastnet") == "fast" and model_recipe("tinynet") == "classic"
+    assert model_recipe("sepnet_g31") == "long"
+    assert all(model_recipe(m) in RECIPE_NAMES for m in list_models())

@@ -12,20 +12,23 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.repeat import summarize
 
 # 200 training images, 1 epoch: a real `tinycifar train` in seconds.
-QUICK = ["--model", "fastnet", "--val-split", "49800", "--epochs", "1", "--warmup-epochs", "0.5",
-         "--batch-size", "100"]
+QUICK = ["--model", "fastnet", "--val-split", "49800", "--epochs", "1", "--warmup-epochs", "0.5", "--batch-size", "100"]
 
 
 @needs_real_data
 def test_seeds_train_in_parallel_and_a_second_call_reuses_them(tmp_path, capsys):
     out = tmp_path / "rep"
-    assert cli.main(["repeat", "--seeds", "0", "1", "--workers", "2", "--out", str(out), "--",
-                     *QUICK, "--data-dir", REAL_DATA]) == 0
+    assert (
+        cli.main(
+            ["repeat", "--seeds", "0", "1", "--workers", "2", "--out", str(out), "--", *QUICK, "--data-dir", REAL_DATA]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seeds"] == [0, 1] and summary["metric"] == "final_val_acc"
+    assert summary["seeds"] == [0, 1] and summary["eval_on"] == "val"
     assert summary["workers"] == 2
-    accs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["final_val_acc"] for s in (0, 1)]
+    accs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["eval_acc"] for s in (0, 1)]
     assert summary["values"] == accs and accs[0] != accs[1]  # two seeds, two runs
     assert summary["mean"] == pytest.approx(statistics.mean(accs))
     assert f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} %" in text
@@ -42,11 +45,14 @@ def test_summary_is_mean_and_sample_std():
     assert s["mean"] == pytest.approx(0.87) and s["std"] == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("extra, says", [
-    (["--", "--seed", "3"], "repeat sets them itself"),
-    (["--", "--out", "x"], "repeat sets them itself"),
-    (["--", "--epochs", "zero"], "bad train options"),
-])
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--", "--seed", "3"], "repeat sets them itself"),
+        (["--", "--out", "x"], "repeat sets them itself"),
+        (["--", "--epochs", "zero"], "bad train options"),
+    ],
+)
 def test_bad_train_options_fail_before_anything_runs(extra, says):
     with pytest.raises(TinyCifarError, match=says):
         train_argv(extra)

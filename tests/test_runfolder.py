@@ -21,13 +21,21 @@ QUICK = ["--device", "cpu", "--no-progress", "--epochs", "1", "--warmup-epochs",
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import time
 from tinycifar.runfolder import run_lock
 with run_lock({str(tmp_path)!r}):
     print("held", flush=True)
     time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(TinyCifarError, match=f"is in use by another tinycifar process .*pid {holder.pid}"):
@@ -69,5 +77,7 @@ def test_writes_replace_a_planted_symlink_instead_of_following_it(tmp_path):
     (tmp_path / "config.json").symlink_to(victim)
     write_json(tmp_path / "config.json", {"a": 1})
     assert victim.read_text() == "precious"
-    assert not (tmp_path / "config.json").is_symlink() and json.loads((tmp_path / "config.json").read_text()) == {"a": 1}
+    assert not (tmp_path / "config.json").is_symlink() and json.loads((tmp_path / "config.json").read_text()) == {
+        "a": 1
+    }
     assert clear_run(tmp_path) == ["config.json"] and victim.read_text() == "precious"

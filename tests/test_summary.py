@@ -93,8 +93,16 @@ def test_seed_totals_macs_rf_and_sizes(seed_text):
     s = summarize(create_model("seed"))
     # sum over the nine convs and the linear layer, worked out by hand
     assert s.macs == (
-        32 * 32 * 10 * 27 + 30 * 30 * 16 * 250 + 15 * 15 * 32 * 16 + 15 * 15 * 32 * 288
-        + 25 * 64 * 288 + 25 * 64 * 576 + 25 * 64 * 18 + 25 * 64 * 64 + 4 * 64 * 576 + 640
+        32 * 32 * 10 * 27
+        + 30 * 30 * 16 * 250
+        + 15 * 15 * 32 * 16
+        + 15 * 15 * 32 * 288
+        + 25 * 64 * 288
+        + 25 * 64 * 576
+        + 25 * 64 * 18
+        + 25 * 64 * 64
+        + 4 * 64 * 576
+        + 640
     )
     assert "MACs per image: 7,726,976" in seed_text
     # 3 ->7 (5x5) ->8 (pool, j2) ->12 ->14 (pool, j4) ->22 ->30 ->38 ->42 (pool, j8) ->58
@@ -212,11 +220,14 @@ def test_rf_transposed_conv():
     # stride 2 halves the jump first, then (k-1) * 1/2 = 1 -> rf 2
     assert _rf(nn.ConvTranspose2d(3, 4, 3, stride=2)) == 2
     # 3x3 s2 (rf 3, jump 2); transposed k2 s2 (jump 1, rf 4); 3x3 (rf 6)
-    assert _rf(
-        nn.Conv2d(3, 4, 3, stride=2, padding=1),
-        nn.ConvTranspose2d(4, 4, 2, stride=2),
-        nn.Conv2d(4, 4, 3, padding=1),
-    ) == 6
+    assert (
+        _rf(
+            nn.Conv2d(3, 4, 3, stride=2, padding=1),
+            nn.ConvTranspose2d(4, 4, 2, stride=2),
+            nn.Conv2d(4, 4, 3, padding=1),
+        )
+        == 6
+    )
 
 
 def test_rf_non_square_kernel_is_shown_per_axis():

@@ -75,7 +75,9 @@ def test_the_documented_example_space_is_valid_and_its_step_draws_on_a_grid(tmp_
     assert space.model == "fastnet" and space.seed == 0 and space.train_images == 10000
     assert {"lr", "label_smoothing", "weight_decay", "batch_size"} <= set(space.search)
     # the step the example's comment documents
-    stepped = _space(tmp_path).read_text().replace("[search]\n", "[search]\nlookahead = {low = 2, high = 8, step = 2}\n")
+    stepped = (
+        _space(tmp_path).read_text().replace("[search]\n", "[search]\nlookahead = {low = 2, high = 8, step = 2}\n")
+    )
     path = tmp_path / "stepped.toml"
     path.write_text(stepped)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -83,16 +85,19 @@ def test_the_documented_example_space_is_valid_and_its_step_draws_on_a_grid(tmp_
     assert drawn <= {2, 4, 6, 8} and len(drawn) > 1
 
 
-@pytest.mark.parametrize("text, says", [
-    ('model = "nosuchnet"', "unknown model 'nosuchnet'"),
-    ('colour = "red"', "unknown key(s) colour"),
-    ('[search]\nlrate = {low = 0.1, high = 1.0}', "lrate are not recipe fields"),
-    ('[search]\nlr = {low = 1.0, high = 0.1}', "is not a search range"),
-    ('[search]\nlr = {low = 0, high = 1, log = true}', "is not a search range"),
-    ('[fixed]\nlr = 0.1\n[search]\nlr = {low = 0.1, high = 1.0}', "both [fixed] and [search]"),
-    ('recipe = "nosuch"', "neither a packaged recipe"),
-    ("model = [", "not a valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('model = "nosuchnet"', "unknown model 'nosuchnet'"),
+        ('colour = "red"', "unknown key(s) colour"),
+        ("[search]\nlrate = {low = 0.1, high = 1.0}", "lrate are not recipe fields"),
+        ("[search]\nlr = {low = 1.0, high = 0.1}", "is not a search range"),
+        ("[search]\nlr = {low = 0, high = 1, log = true}", "is not a search range"),
+        ("[fixed]\nlr = 0.1\n[search]\nlr = {low = 0.1, high = 1.0}", "both [fixed] and [search]"),
+        ('recipe = "nosuch"', "neither a packaged recipe"),
+        ("model = [", "not a valid TOML"),
+    ],
+)
 def test_a_bad_space_is_one_clear_error(tmp_path, text, says):
     with pytest.raises(TinyCifarError, match=None) as e:
         load_space(_space(tmp_path, text))
@@ -118,8 +123,25 @@ def test_a_dead_workers_trial_is_failed_and_retried_once(tmp_path):
 def _sweep_and_kill(tmp_path: Path, storage: str | None, study: str) -> Path:
     """A 2-worker sweep of 8 trials; SIGKILL the worker of the first trial seen running."""
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "tinycifar", "sweep", str(_space(tmp_path)), "--study", study,
-           "--trials", "8", "--workers", "2", "--out", str(out), "--data-dir", REAL_DATA, "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinycifar",
+        "sweep",
+        str(_space(tmp_path)),
+        "--study",
+        study,
+        "--trials",
+        "8",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--data-dir",
+        REAL_DATA,
+        "--device",
+        "cpu",
+    ]
     if storage:
         cmd += ["--storage", storage]
     sweep = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,8 +156,12 @@ def _sweep_and_kill(tmp_path: Path, storage: str | None, study: str) -> Path:
             seen = optuna.load_study(study_name=study, storage=open_storage(storage, out))
         except KeyError:  # the study is not created yet
             continue
-        running = [t for t in seen.get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs
-                   and t.user_attrs.get("params", 0) < 100_000]
+        running = [
+            t
+            for t in seen.get_trials(states=(TrialState.RUNNING,))
+            # only a trial past its budget check: one killed before it could still be rejected
+            if "worker" in t.user_attrs and t.user_attrs.get("params", 100_000) < 100_000
+        ]
         if running:
             pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
             os.kill(pid, signal.SIGKILL)
@@ -179,8 +205,20 @@ def test_workers_run_where_and_on_what_the_sweep_was_told(tmp_path, monkeypatch)
     spawned = []
     monkeypatch.setattr(coordinator.subprocess, "Popen", lambda cmd, **kwargs: spawned.append((cmd, kwargs["env"])))
     url = "postgresql://user:s3cret@db/sweeps"
-    args = cli.build_parser().parse_args(["sweep", "docs/sweep-example.toml", "--out", str(tmp_path),
-                                          "--device", "cpu", "--data-dir", "/data/cifar", "--storage", url])
+    args = cli.build_parser().parse_args(
+        [
+            "sweep",
+            "docs/sweep-example.toml",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--data-dir",
+            "/data/cifar",
+            "--storage",
+            url,
+        ]
+    )
     coordinator.spawn(options(args), 1, threads=1)
     ((cmd, env),) = spawned
     assert cmd[cmd.index("--device") + 1] == "cpu"  # before, a worker took auto: the GPU if one was there
@@ -193,9 +231,16 @@ def test_workers_run_where_and_on_what_the_sweep_was_told(tmp_path, monkeypatch)
 def test_a_trial_is_built_as_the_space_was_checked(tmp_path):
     """The corners load_space checks are the values configure builds: warm-up clamped to a
     short run, integers for an integer field (a log range too), floats for a float one."""
-    path = _space(tmp_path, SPACE.replace("warmup_epochs = 0.5\n", "").replace("epochs = 3\n", "warmup_epochs = 5\n")
-                  .replace("[search]\n", "[search]\nepochs = {low = 1, high = 3}\nlookahead = {low = 1, high = 8, log = true}\n"
-                           "momentum = {low = 0, high = 0.9}\n"))
+    path = _space(
+        tmp_path,
+        SPACE.replace("warmup_epochs = 0.5\n", "")
+        .replace("epochs = 3\n", "warmup_epochs = 5\n")
+        .replace(
+            "[search]\n",
+            "[search]\nepochs = {low = 1, high = 3}\nlookahead = {low = 1, high = 8, log = true}\n"
+            "momentum = {low = 0, high = 0.9}\n",
+        ),
+    )
     space = load_space(path)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(10):
@@ -240,8 +285,16 @@ def test_sweep_on_postgresql_survives_a_killed_worker(tmp_path, postgres_url):
 def test_an_unreachable_database_is_one_line(tmp_path, capsys):
     from tinycifar import cli
 
-    rc = cli.main(["sweep", str(_space(tmp_path)), "--storage", "postgresql://nobody@127.0.0.1:1/none",
-                   "--out", str(tmp_path / "o")])
+    rc = cli.main(
+        [
+            "sweep",
+            str(_space(tmp_path)),
+            "--storage",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot open the study storage" in err
@@ -252,7 +305,10 @@ def test_train_takes_the_model_args_a_sweep_names(tmp_path, capsys):
     from tinycifar.models import parse_model_args
 
     assert parse_model_args('{"widths": [16, 24, 32]}') == {"widths": [16, 24, 32]}
-    for bad, says in (('{"widths": [16, 24', "is not JSON"), ('[16]', "JSON object"),
-                      ('{"depth": 3}', "does not take")):
+    for bad, says in (
+        ('{"widths": [16, 24', "is not JSON"),
+        ("[16]", "JSON object"),
+        ('{"depth": 3}', "does not take"),
+    ):
         assert cli.main(["train", "--model-args", bad, "--out", str(tmp_path / "r")]) == 2
         assert says in capsys.readouterr().err

@@ -13,27 +13,42 @@ from safetensors.torch import load_file
 
 from tinycifar.augment import Augmentation
 from tinycifar.errors import TinyCifarError
+from tinycifar.models import create_model
 from tinycifar.recipe import Recipe
+from tinycifar.runconfig import RunConfig
+from tinycifar.splits import split_validation
 from tinycifar.step import lr_factor
-from tinycifar.train import fit, split_validation
+from tinycifar.summary import summarize
+from tinycifar.train import fit
 
 TINY = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, translate=2, cutout=8, ssr=True)
 
 
 def test_fit_writes_the_whole_run_folder_and_learns(tmp_path, tiny_data):
     train, test = tiny_data
-    metrics = fit("tinynet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1), tmp_path, train, test,
-                  device="cpu",
-                  progress=False, log=lambda *_: None)
-    for name in ("config.json", "environment.json", "log.jsonl", "metrics.json", "curves.png",
-                 "model.safetensors", "last.pt", "previous.pt"):
+    metrics = fit(
+        RunConfig("tinynet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1), device="cpu"),
+        train,
+        test,
+        tmp_path,
+    )
+    for name in (
+        "config.json",
+        "environment.json",
+        "log.jsonl",
+        "metrics.json",
+        "curves.png",
+        "model.safetensors",
+        "last.pt",
+        "previous.pt",
+    ):
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
-    assert set(rows[0]) >= {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
-    assert metrics["final_test_acc"] == rows[-1]["test_acc"]
+    assert set(rows[0]) >= {"train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "seconds"}
+    assert metrics["eval_acc"] == rows[-1]["eval_acc"]
     assert metrics["params"] < 100_000
-    assert rows[-1]["test_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    assert rows[-1]["eval_acc"] > 0.5  # colour-coded classes: chance is 0.1
     # The logged rate is the one the epoch's last step used: 1/30 of the peak (40 steps, 10 warm-up).
     assert rows[-1]["lr"] == pytest.approx(0.1 / 30)
     env = json.loads((tmp_path / "environment.json").read_text())
@@ -44,8 +59,16 @@ def test_a_run_with_model_args_loads_wherever_weights_are_used(tmp_path, tiny_da
     # evaluate, predict, export and soft-labels all build their network through load_model
     from tinycifar.pretrained import load_model
 
-    fit("fastnet", Recipe(epochs=1, batch_size=64, warmup_epochs=0.5), tmp_path, *tiny_data, device="cpu",
-        progress=False, log=lambda *_: None, model_args={"widths": [8, 16, 24]})
+    fit(
+        RunConfig(
+            "fastnet",
+            Recipe(epochs=1, batch_size=64, warmup_epochs=0.5),
+            device="cpu",
+            model_args={"widths": [8, 16, 24]},
+        ),
+        *tiny_data,
+        tmp_path,
+    )
     model = load_model("fastnet", tmp_path / "model.safetensors", "cpu")
     saved = load_file(str(tmp_path / "model.safetensors"))
     assert model.state_dict().keys() == saved.keys()
@@ -56,7 +79,7 @@ def test_a_run_with_model_args_loads_wherever_weights_are_used(tmp_path, tiny_da
 def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
     train, test = tiny_data
     recipe = Recipe(**{**TINY.__dict__, "ema_decay": 0.9})
-    fit("tinynet", recipe, tmp_path, train, test, device="cpu", progress=False, log=lambda *_: None)
+    fit(RunConfig("tinynet", recipe, device="cpu"), train, test, tmp_path)
     saved = load_file(tmp_path / "model.safetensors")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     ema = {k.removeprefix("module."): v for k, v in state["averager"].items() if k.startswith("module.")}
@@ -67,24 +90,22 @@ def test_fit_with_ema_saves_the_averaged_weights(tmp_path, tiny_data):
 
 def test_fit_with_mixup_and_cutmix_learns(tmp_path, tiny_data):
     recipe = Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1, mixup=0.4, cutmix=1.0)
-    metrics = fit("tinynet", recipe, tmp_path, *tiny_data, device="cpu", progress=False, log=lambda *_: None)
+    metrics = fit(RunConfig("tinynet", recipe, device="cpu"), *tiny_data, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["recipe"]["mixup"] == 0.4
-    assert metrics["final_test_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    assert metrics["eval_acc"] > 0.5  # colour-coded classes: chance is 0.1
     ramped = Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=1, mixup_ramp=0.5)
     aug = Augmentation.from_recipe(ramped, 100, seed=0)  # what fit builds: the ramp and its length
     assert aug.epochs == 4 and aug.draw(3, torch.Generator(), torch.device("cpu")).lams.min() < 1
-    metrics = fit("tinynet", ramped, tmp_path / "ramp", *tiny_data, device="cpu", progress=False,
-                  log=lambda *_: None)
-    assert metrics["final_test_acc"] > 0.5
+    metrics = fit(RunConfig("tinynet", ramped, device="cpu"), *tiny_data, tmp_path / "ramp")
+    assert metrics["eval_acc"] > 0.5
 
 
 @pytest.mark.parametrize("older", [False, True], ids=["same-version", "recipe-field-added-since"])
 def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path, tiny_data, older):
-    quiet = {"progress": False, "log": lambda *_: None}
     recipe = Recipe(epochs=2, batch_size=64)
-    fit("tinynet", recipe, tmp_path / "full", *tiny_data, **quiet)
+    fit(RunConfig("tinynet", recipe), *tiny_data, tmp_path / "full")
     run = tmp_path / "run"
-    fit("tinynet", recipe, run, *tiny_data, **quiet)
+    fit(RunConfig("tinynet", recipe), *tiny_data, run)
     # As if killed after logging epoch 2 but before its checkpoint landed: only epoch 1's is left.
     (run / "last.pt").unlink()
     (run / "model.safetensors").unlink()
@@ -92,7 +113,7 @@ def test_resume_rewrites_the_log_from_the_checkpoint(tmp_path, tiny_data, older)
         state = torch.load(run / "previous.pt", weights_only=True)
         del state["config"]["recipe"]["mixup_ramp"]
         torch.save(state, run / "previous.pt")
-    fit("tinynet", recipe, run, *tiny_data, resume=True, **quiet)
+    fit(RunConfig("tinynet", recipe), *tiny_data, run, resume=True)
     epochs = [json.loads(x)["epoch"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]  # not [1, 2, 2]
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
@@ -123,14 +144,13 @@ def test_unwritable_out_is_refused_before_training(tmp_path, tiny_data):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(TinyCifarError, match="cannot write to --out"):
-        fit("tinynet", TINY, blocker / "run", *tiny_data, progress=False, log=lambda *_: None)
+        fit(RunConfig("tinynet", TINY), *tiny_data, blocker / "run")
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_data):
-    fit("tinynet", Recipe(epochs=1, batch_size=64, warmup_epochs=0.5), tmp_path, *tiny_data, progress=False, log=lambda *_: None)
+    fit(RunConfig("tinynet", Recipe(epochs=1, batch_size=64, warmup_epochs=0.5)), *tiny_data, tmp_path)
     with pytest.raises(TinyCifarError, match="different configuration"):
-        fit("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0.5), tmp_path, *tiny_data, resume=True,
-            progress=False, log=lambda *_: None)
+        fit(RunConfig("tinynet", Recipe(epochs=1, batch_size=32, warmup_epochs=0.5)), *tiny_data, tmp_path, resume=True)
 
 
 # The kill/resume proof: a real process, killed with SIGKILL in the middle of an epoch.
@@ -140,17 +160,20 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from conftest import synthetic_cifar
     from tinycifar.recipe import Recipe
+    from tinycifar.callbacks import ConsoleLog
+    from tinycifar.runconfig import RunConfig
     from tinycifar.train import fit
     recipe = Recipe(epochs=3, batch_size=16, lr=0.2, warmup_epochs=1, translate=2, cutout=8, ssr=True,
                     ema_decay=0.9)
-    fit("tinynet", recipe, sys.argv[1], synthetic_cifar(1600), synthetic_cifar(50, seed=1),
-        resume=sys.argv[2] == "resume", progress=False, device="cpu")  # bit for bit: CPU only
+    fit(RunConfig("tinynet", recipe, device="cpu"), synthetic_cifar(1600), synthetic_cifar(50, seed=1),  # bit for bit: CPU only
+        sys.argv[1], [ConsoleLog(progress=False)], resume=sys.argv[2] == "resume")
 """)
 
 
 def _train(script: Path, out: Path, mode: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), str(out), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(out), mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.mark.slow
@@ -181,3 +204,43 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
         assert torch.equal(a[k], b[k]), k  # bit-identical, not merely close
     log = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+FAST_TINY = Recipe(
+    epochs=3,
+    batch_size=64,
+    lr=0.3,
+    momentum=0.85,
+    warmup_epochs=0.6,
+    label_smoothing=0.2,
+    lookahead=5,
+    bias_lr_scale=8.0,
+    alt_flip=True,
+    eval_every=2,
+)
+
+
+def test_fastnet_whitening_is_fitted_from_the_training_images_and_saved(tmp_path, tiny_data):
+    metrics = fit(RunConfig("fastnet", FAST_TINY), *tiny_data, tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    untouched = create_model("fastnet").whiten.weight
+    assert saved["whiten.weight"].shape == untouched.shape
+    assert not torch.equal(saved["whiten.weight"], untouched)
+    # The frozen filters are parameters all the same: the run reports the budget's count.
+    assert metrics["params"] == summarize(create_model("fastnet")).total_params
+    assert metrics["params"] - metrics["trainable_params"] == untouched.numel()
+
+
+def test_fast_recipe_run_evaluates_every_k_epochs_and_resumes_identically(tmp_path, tiny_data):
+    fit(RunConfig("fastnet", FAST_TINY), *tiny_data, tmp_path / "full")
+    rows = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["eval_acc"] is not None for r in rows] == [False, True, True]  # every 2, and the last
+
+    run = tmp_path / "run"
+    fit(RunConfig("fastnet", FAST_TINY), *tiny_data, run)
+    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit(RunConfig("fastnet", FAST_TINY), *tiny_data, run, resume=True)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -97,15 +97,19 @@ def _header(n: int, body: bytes) -> bytes:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    _mutations(SAFETENSORS),
-    # headers that claim huge lengths, shapes or nesting
-    st.integers(0, 2**64 - 1).map(lambda n: _header(n, b"{}")),
-    st.integers(1, 60).map(lambda d: _header(2 * d + 2, b"[" * d + b"]" * d + b"  ")),
-    st.lists(st.integers(-1, 2**62), max_size=12).map(
-        lambda shape: (lambda body: _header(len(body), body))(json.dumps(
-            {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 4]}}).encode())),
-))
+@given(
+    st.one_of(
+        _mutations(SAFETENSORS),
+        # headers that claim huge lengths, shapes or nesting
+        st.integers(0, 2**64 - 1).map(lambda n: _header(n, b"{}")),
+        st.integers(1, 60).map(lambda d: _header(2 * d + 2, b"[" * d + b"]" * d + b"  ")),
+        st.lists(st.integers(-1, 2**62), max_size=12).map(
+            lambda shape: (lambda body: _header(len(body), body))(
+                json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 4]}}).encode()
+            )
+        ),
+    )
+)
 def test_safetensors_header_fuzzed(data):
     _bounded(safetensors_header, data, (ValueError,))
 
@@ -153,11 +157,16 @@ def _onnx_bytes() -> bytes:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["images"], ["p"]), helper.make_node("Flatten", ["p"], ["c"]),
-         helper.make_node("MatMul", ["c", "w"], ["logits"])], "g",
+        [
+            helper.make_node("GlobalAveragePool", ["images"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["c"]),
+            helper.make_node("MatMul", ["c", "w"], ["logits"]),
+        ],
+        "g",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        initializer=[helper.make_tensor("w", TensorProto.FLOAT, [3, 10], [0.5] * 30)])
+        initializer=[helper.make_tensor("w", TensorProto.FLOAT, [3, 10], [0.5] * 30)],
+    )
     return helper.make_model(graph).SerializeToString()
 
 

@@ -13,10 +13,6 @@ _UPSCALE = 3  # screen pixels per image pixel in samples.png
 _GAP = 2  # white pixels between tiles
 
 
-
-
-
-
 def samples_figure(images: torch.Tensor, labels: torch.Tensor):
     tile = images.shape[-1] * _UPSCALE
     step = tile + _GAP

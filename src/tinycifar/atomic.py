@@ -47,8 +47,10 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
 
 def _cannot_write(path: Path, e: BaseException) -> TinyCifarError:
     detail = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-    return TinyCifarError(f"cannot write {path} ({detail}); the last complete file there is kept: free some "
-                          "space or choose another folder, then run again (a training run: with --resume)")
+    return TinyCifarError(
+        f"cannot write {path} ({detail}); the last complete file there is kept: free some "
+        "space or choose another folder, then run again (a training run: with --resume)"
+    )
 
 
 def write_text(path: Path | str, text: str) -> None:

@@ -33,8 +33,13 @@ def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
-def translate(x: torch.Tensor, pad: int, shifts: torch.Tensor | None, flips: torch.Tensor | None = None,
-              order: torch.Tensor | None = None) -> torch.Tensor:
+def translate(
+    x: torch.Tensor,
+    pad: int,
+    shifts: torch.Tensor | None,
+    flips: torch.Tensor | None = None,
+    order: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Crop of the reflect-padded image at ``shifts`` (B, 2) in ``[0, 2*pad]``: moves each
     image by up to ``pad`` pixels, and mirrors it left-right where ``flips`` (B,) is true.
     With ``order`` (B,), the batch is ``x[order]`` (``x`` the whole data set). ``shifts``
@@ -68,8 +73,9 @@ def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
-def shift_scale_rotate(x: torch.Tensor, u: torch.Tensor, shift: float = 0.0625,
-                       scale: float = 0.1, rotate: float = 15.0) -> torch.Tensor:
+def shift_scale_rotate(
+    x: torch.Tensor, u: torch.Tensor, shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0
+) -> torch.Tensor:
     """Albumentations' ShiftScaleRotate, batched: an affine warp per image.
 
     ``u`` (B, 4) in [-1, 1] picks angle, scale and the two shifts within ± ``rotate``
@@ -79,10 +85,13 @@ def shift_scale_rotate(x: torch.Tensor, u: torch.Tensor, shift: float = 0.0625,
     angle = u[:, 0] * math.radians(rotate)
     s = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s  # inverse map: sample at R^-1/s
-    theta = torch.stack([
-        torch.stack([cos, -sin, u[:, 2] * shift * 2], 1),
-        torch.stack([sin, cos, u[:, 3] * shift * 2], 1),
-    ], 1).to(x.dtype)  # shift*2: grid coordinates span [-1, 1]
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, u[:, 2] * shift * 2], 1),
+            torch.stack([sin, cos, u[:, 3] * shift * 2], 1),
+        ],
+        1,
+    ).to(x.dtype)  # shift*2: grid coordinates span [-1, 1]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -105,8 +114,14 @@ def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(inside[:, None], 0.0)
 
 
-def mix(x: torch.Tensor, labels: torch.Tensor, lams: torch.Tensor, cut: torch.Tensor | None = None,
-        centres: torch.Tensor | None = None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def mix(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    lams: torch.Tensor,
+    cut: torch.Tensor | None = None,
+    centres: torch.Tensor | None = None,
+    num_classes: int = 10,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup and CutMix in one: each image is blended with its partner, the image at the
     mirrored position of the batch (timm's pairing: no second gather), and its target becomes
     the same blend of the two targets: one-hot ``labels`` (B,), or probabilities (B, classes).
@@ -162,8 +177,9 @@ class Draws:
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Draws:
         # Any: ``order`` is never None, the optional fields stay None where they are
-        mapped: dict[str, Any] = {f.name: None if (v := getattr(self, f.name)) is None else fn(v)
-                                  for f in dataclasses.fields(self)}
+        mapped: dict[str, Any] = {
+            f.name: None if (v := getattr(self, f.name)) is None else fn(v) for f in dataclasses.fields(self)
+        }
         return Draws(**mapped)
 
 
@@ -180,22 +196,44 @@ class Augmentation:
     training goes on (xvel/cifar10-tiniest's schedule, 0.5).
     """
 
-    def __init__(self, n_images: int, seed: int, flip: bool = True, alternating: bool = False,
-                 translate: int = 0, ssr: bool = False, cutout: int = 0, mixup: float = 0.0,
-                 cutmix: float = 0.0, mixup_ramp: float = 0.0, epochs: int | None = None) -> None:
+    def __init__(
+        self,
+        n_images: int,
+        seed: int,
+        flip: bool = True,
+        alternating: bool = False,
+        translate: int = 0,
+        ssr: bool = False,
+        cutout: int = 0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        mixup_ramp: float = 0.0,
+        epochs: int | None = None,
+    ) -> None:
         if mixup_ramp and not epochs:
             raise ValueError("mixup_ramp widens over the run: give the run's epochs")
         self.n, self.flip, self.alternating = n_images, flip, flip and alternating
         self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
         self.mixup, self.cutmix, self.mixup_ramp, self.epochs = mixup, cutmix, mixup_ramp, epochs
-        self.coins = (torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
-                      if self.alternating else None)
+        self.coins = (
+            torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5 if self.alternating else None
+        )
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, n_images: int, seed: int) -> Augmentation:
-        return cls(n_images, seed, flip=recipe.flip, alternating=recipe.alt_flip, translate=recipe.translate,
-                   ssr=recipe.ssr, cutout=recipe.cutout, mixup=recipe.mixup, cutmix=recipe.cutmix,
-                   mixup_ramp=recipe.mixup_ramp, epochs=recipe.epochs)
+        return cls(
+            n_images,
+            seed,
+            flip=recipe.flip,
+            alternating=recipe.alt_flip,
+            translate=recipe.translate,
+            ssr=recipe.ssr,
+            cutout=recipe.cutout,
+            mixup=recipe.mixup,
+            cutmix=recipe.cutmix,
+            mixup_ramp=recipe.mixup_ramp,
+            epochs=recipe.epochs,
+        )
 
     def draw(self, epoch: int, g: torch.Generator, device: torch.device) -> Draws:
         """Epoch ``epoch``'s data order and augmentation parameters, on ``device``."""
@@ -217,8 +255,9 @@ class Augmentation:
             d.lams, d.cut, d.boxes = self._mix_draws(n, g, epoch)
         return d.to(device)
 
-    def _mix_draws(self, n: int, g: torch.Generator,
-                   epoch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _mix_draws(
+        self, n: int, g: torch.Generator, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         mixup = bool(self.mixup or self.mixup_ramp)
         # With both on, each image takes one of the two at even odds (timm's switch).
         # Drawn even for mixup alone (all false), so the stream after it, and a resume of a
@@ -238,8 +277,14 @@ class Augmentation:
             return shares, None, None  # mixup alone: no boxes to draw or paint
         return shares, cut, torch.rand(n, 2, generator=g)
 
-    def batch(self, images: torch.Tensor, labels: torch.Tensor, d: Draws, dev: torch.device,
-              targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        d: Draws,
+        dev: torch.device,
+        targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The training batch at rows ``d`` of the uint8 set: augmented inputs, the targets
         the loss sees (class indices, or class probabilities where images are mixed or
         ``targets`` (N, classes) are given: a teacher's) and the true labels (for the

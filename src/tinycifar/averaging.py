@@ -67,7 +67,7 @@ class Lookahead(NoAveraging):
         if done == self.total:
             decay = 1.0  # hand over the slow weights
         elif done % self.every == 0:
-            decay = 0.95 ** self.every * (done / self.total) ** 3
+            decay = 0.95**self.every * (done / self.total) ** 3
         else:
             return
         current = model.state_dict()

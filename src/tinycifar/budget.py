@@ -60,9 +60,11 @@ class Plan:
         return self.epochs * self.epoch_s + self.evals * self.eval_s
 
     def describe(self) -> str:
-        return (f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
-                f"{self.epoch_s:.1f} s an epoch, {self.eval_s:.1f} s an evaluation -> "
-                f"{self.epochs} epochs (about {self.expected_s:.0f} s)")
+        return (
+            f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
+            f"{self.epoch_s:.1f} s an epoch, {self.eval_s:.1f} s an evaluation -> "
+            f"{self.epochs} epochs (about {self.expected_s:.0f} s)"
+        )
 
 
 def evaluations(epochs: int, every: int) -> int:
@@ -70,9 +72,17 @@ def evaluations(epochs: int, every: int) -> int:
     return epochs // every + (epochs % every != 0)
 
 
-def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optimizer, recipe: Recipe,
-                  train: tuple[torch.Tensor, torch.Tensor], eval_data: tuple[torch.Tensor, torch.Tensor],
-                  dev: torch.device, precision: str, steps: int = 8) -> Plan:
+def epochs_within(
+    seconds: float,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    recipe: Recipe,
+    train: tuple[torch.Tensor, torch.Tensor],
+    eval_data: tuple[torch.Tensor, torch.Tensor],
+    dev: torch.device,
+    precision: str,
+    steps: int = 8,
+) -> Plan:
     """The plan for as many epochs as fit ``seconds`` (measured from this call)."""
     from tinycifar.augment import Augmentation
     from tinycifar.distributed import Single
@@ -118,6 +128,8 @@ def epochs_within(seconds: float, model: nn.Module, optimizer: torch.optim.Optim
     plan = Plan(epochs, seconds, step_s, epoch_s, eval_s, evaluations(max(epochs, 1), recipe.eval_every))
     if epochs < 1:
         need = math.ceil((epoch_s + eval_s + END_RESERVE_S) / MARGIN + (time.perf_counter() - started))
-        raise TinyCifarError(f"--time {seconds:.0f}s is too short: one epoch and its evaluation take "
-                             f"about {epoch_s + eval_s:.0f} s here; give at least --time {need}s")
+        raise TinyCifarError(
+            f"--time {seconds:.0f}s is too short: one epoch and its evaluation take "
+            f"about {epoch_s + eval_s:.0f} s here; give at least --time {need}s"
+        )
     return plan

@@ -60,8 +60,7 @@ def check_resumable(run_dir: Path) -> None:
 
 
 def _nothing_to_resume(run_dir: Path) -> TinyCifarError:
-    return TinyCifarError(f"nothing to resume: no checkpoint ({LAST}) in {run_dir}; "
-                          "start the run without --resume")
+    return TinyCifarError(f"nothing to resume: no checkpoint ({LAST}) in {run_dir}; start the run without --resume")
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -94,8 +93,10 @@ def _safe_torch_load(path: Path) -> dict[str, Any]:
     except ValueError as e:
         # Not even opened by torch: a legacy (non-zip) torch file allocates the storages its
         # pickle declares, and a compressed entry expands in memory; torch.save writes neither.
-        raise TinyCifarError(f"{path} is corrupt or not a tinycifar checkpoint ({e}); nothing in it was "
-                             "read or run. Resume only runs written by `tinycifar train`") from None
+        raise TinyCifarError(
+            f"{path} is corrupt or not a tinycifar checkpoint ({e}); nothing in it was "
+            "read or run. Resume only runs written by `tinycifar train`"
+        ) from None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -104,11 +105,14 @@ def _safe_torch_load(path: Path) -> dict[str, Any]:
         # happen to look like a pickle end here too, with an unknown opcode instead.
         why = _why_refused(e)
         what = "not a safe tinycifar checkpoint" if "GLOBAL" in why else "corrupt or not a tinycifar checkpoint"
-        raise TinyCifarError(f"{path} is {what} (refused to unpickle: {why}); nothing in it was run. "
-                             "Resume only runs written by `tinycifar train`") from None
+        raise TinyCifarError(
+            f"{path} is {what} (refused to unpickle: {why}); nothing in it was run. "
+            "Resume only runs written by `tinycifar train`"
+        ) from None
     except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways (even IndexError); all alike
-        raise TinyCifarError(f"{path} is corrupt or truncated ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+        raise TinyCifarError(
+            f"{path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise TinyCifarError(f"{path} is not a tinycifar checkpoint (no model state)")
     return state
@@ -151,8 +155,9 @@ def weights_header(path: Path | str) -> WeightsHeader:
 
 def _read_weights(path: Path | str) -> tuple[WeightsHeader, bytes]:
     path = Path(path)
-    data = read_bytes(path, MAX_WEIGHTS_BYTES, f"weights file {path}",
-                      "pass the model.safetensors of a `tinycifar train` run")
+    data = read_bytes(
+        path, MAX_WEIGHTS_BYTES, f"weights file {path}", "pass the model.safetensors of a `tinycifar train` run"
+    )
     try:
         return safetensors_header(data), data
     except ValueError as e:
@@ -164,8 +169,9 @@ def state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def check_fits(model: nn.Module, path: Path | str, header: WeightsHeader,
-               recorded_args: dict[str, Any] | None = None) -> None:
+def check_fits(
+    model: nn.Module, path: Path | str, header: WeightsHeader, recorded_args: dict[str, Any] | None = None
+) -> None:
     """Refuse weights whose tensor names, shapes or kinds (float or integer) are not
     ``model``'s, before any is read.
 
@@ -180,24 +186,30 @@ def check_fits(model: nn.Module, path: Path | str, header: WeightsHeader,
     for name, mine in model.state_dict().items():
         stored = header.dtypes[name]
         if mine.is_floating_point() != (stored in FLOAT_DTYPES):
-            raise TinyCifarError(f"{path}: tensor {name} is stored as {_clip(stored)} where the network holds "
-                                 f"{str(mine.dtype).removeprefix('torch.')}: pass the model.safetensors of a "
-                                 "`tinycifar train` run (int8 models ship as ONNX: `tinycifar export --int8`)")
+            raise TinyCifarError(
+                f"{path}: tensor {name} is stored as {_clip(stored)} where the network holds "
+                f"{str(mine.dtype).removeprefix('torch.')}: pass the model.safetensors of a "
+                "`tinycifar train` run (int8 models ship as ONNX: `tinycifar export --int8`)"
+            )
 
 
-def _refuse_shapes(path: Path | str, expected: dict[str, tuple[int, ...]], header: WeightsHeader,
-                   recorded_args: dict[str, Any] | None) -> NoReturn:
+def _refuse_shapes(
+    path: Path | str, expected: dict[str, tuple[int, ...]], header: WeightsHeader, recorded_args: dict[str, Any] | None
+) -> NoReturn:
     metadata = header.metadata
     if recorded_args:  # then no --model can fix it: the file contradicts itself
-        raise TinyCifarError(f"{path}: model {metadata.get('model')} built with the arguments it records "
-                             f"({_clip(json.dumps(recorded_args))}) does not fit its tensors; the file was "
-                             "not written by `tinycifar train`")
+        raise TinyCifarError(
+            f"{path}: model {metadata.get('model')} built with the arguments it records "
+            f"({_clip(json.dumps(recorded_args))}) does not fit its tensors; the file was "
+            "not written by `tinycifar train`"
+        )
     arch = metadata.get("model")
     saved = f"for model {arch!r}" if arch else "(with no model name in the file)"
     fits = _models_that_fit(header.shapes)
     fix = f"pass --model {' or '.join(fits)}" if fits else "pass the --model they were trained with"
-    raise TinyCifarError(f"{path} holds weights {saved} that do not fit this architecture "
-                         f"({_mismatch(expected, header.shapes)}): {fix}")
+    raise TinyCifarError(
+        f"{path} holds weights {saved} that do not fit this architecture ({_mismatch(expected, header.shapes)}): {fix}"
+    )
 
 
 def load_weights(model: nn.Module, path: Path | str, header: WeightsHeader | None = None) -> dict[str, str]:

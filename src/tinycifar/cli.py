@@ -19,20 +19,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("tinycifar.commands.summary", "print a model's layer table, parameters, MACs, receptive field"),
     "analyze": ("tinycifar.commands.analyze", "CIFAR-10 data analysis: class counts, channel statistics, sample grid"),
     "train": ("tinycifar.commands.train", "train a model"),
-    "soft-labels": ("tinycifar.commands.soft_labels", "store trained models' class probabilities for every training "
-                    "image: a teacher for train --teacher"),
+    "soft-labels": (
+        "tinycifar.commands.soft_labels",
+        "store trained models' class probabilities for every training image: a teacher for train --teacher",
+    ),
     "repeat": ("tinycifar.commands.repeat", "train several seeds as parallel workers; mean ± std of their accuracy"),
     "sweep": ("tinycifar.commands.sweep", "search recipe fields on Optuna, scored on the validation split"),
     "evaluate": ("tinycifar.commands.evaluate", "evaluate weights on the official test set"),
     "predict": ("tinycifar.commands.predict", "classify image files"),
     "export": ("tinycifar.commands.export", "write a model as an ONNX file (fp32, optionally int8) for ONNX Runtime"),
 }
-
-
-
-
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

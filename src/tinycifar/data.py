@@ -171,11 +171,16 @@ def _ensure_batches(root: Path, *, download: bool, url: str, md5: str, timeout: 
     elif not download:
         nested = next(root.glob(f"*/{BATCHES_DIR}"), None) if root.is_dir() else None
         if nested is not None and nested.is_dir():
-            raise TinyCifarError(f"CIFAR-10 not found in {root}, but one folder further down there is {nested}: "
-                                 "point --data-dir / TINYCIFAR_DATA at it.")
+            raise TinyCifarError(
+                f"CIFAR-10 not found in {root}, but one folder further down there is {nested}: "
+                "point --data-dir / TINYCIFAR_DATA at it."
+            )
         raise TinyCifarError(f"CIFAR-10 not found in {root} and downloading is off. {_by_hand_hint(root, url)}")
-    writable_dir(root, "data dir", "CIFAR-10 must be downloaded or unpacked there. "
-                 "Choose a writable folder with --data-dir or TINYCIFAR_DATA.")
+    writable_dir(
+        root,
+        "data dir",
+        "CIFAR-10 must be downloaded or unpacked there. Choose a writable folder with --data-dir or TINYCIFAR_DATA.",
+    )
     if not have_archive:
         _download(url, archive, md5=md5, timeout=timeout, root=root)
     _extract(archive, root)
@@ -345,8 +350,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"missing file {path}: the CIFAR-10 folder {path.parent} is incomplete. Delete it to download a "
             "fresh copy, or point --data-dir / TINYCIFAR_DATA at a complete one."
         )
-    raw = read_bytes(path, MAX_BATCH_BYTES, f"CIFAR-10 batch {path}",
-                     f"delete {path.parent} to download a fresh copy, or point --data-dir / TINYCIFAR_DATA at a good one")
+    raw = read_bytes(
+        path,
+        MAX_BATCH_BYTES,
+        f"CIFAR-10 batch {path}",
+        f"delete {path.parent} to download a fresh copy, or point --data-dir / TINYCIFAR_DATA at a good one",
+    )
     try:
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except TinyCifarError as e:
@@ -381,21 +390,6 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
         raise bad(f"labels out of range: found {labels.min()}..{labels.max()}, expected 0..{len(CLASSES) - 1}")
     return data, labels.astype(np.int64)
-
-
-SPLIT_SEED = 20_231_129  # fixed: every run holds out the same validation images
-
-
-def split_indices(n: int, val_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The rows of an ``n``-image training set kept for training and held out for tuning
-    (``val_size`` of them, the same for every seed; a larger split holds out a superset of
-    a smaller one's images); both None when nothing is held out."""
-    if val_size == 0:
-        return None, None
-    if not 0 < val_size < n:
-        raise TinyCifarError(f"--val-split must be between 0 and {n - 1} (got {val_size})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return perm[:-val_size].sort().values, perm[-val_size:].sort().values
 
 
 def train_size() -> int:

@@ -32,12 +32,18 @@ MAX_FILE_BYTES = 64 << 20  # a file for 50,000 images is 1 MB; refuse anything t
 SUM_TOLERANCE = 1e-2  # float16 rounding of ten probabilities
 
 
-def model_probs(models: list[torch.nn.Module], images: torch.Tensor, dev: torch.device,
-                precision: str = "fp32", temperature: float = 1.0) -> torch.Tensor:
+def model_probs(
+    models: list[torch.nn.Module],
+    images: torch.Tensor,
+    dev: torch.device,
+    precision: str = "fp32",
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """Each model's softmax(logits / ``temperature``): (models, N, classes), fp32, on the CPU.
     Their mean over the first dimension is the ensemble's."""
-    return torch.stack([(predict_logits(m, images, dev, precision=precision) / temperature).softmax(1).cpu()
-                        for m in models])
+    return torch.stack(
+        [(predict_logits(m, images, dev, precision=precision) / temperature).softmax(1).cpu() for m in models]
+    )
 
 
 def save_soft_labels(probs: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
@@ -63,8 +69,10 @@ def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[
             raise TinyCifarError(f"teacher file {path} holds {keys[:3]}, not one tensor {KEY!r}: {fix}")
         shape, dtype = header.shapes[KEY], header.dtypes[KEY]
         if shape != (n_images, num_classes):
-            raise TinyCifarError(f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
-                                 f"{num_classes}) for this training set: {fix} from the same data")
+            raise TinyCifarError(
+                f"teacher file {path} has labels of shape {shape}, not ({n_images}, "
+                f"{num_classes}) for this training set: {fix} from the same data"
+            )
         if dtype not in FLOAT_DTYPES:
             raise TinyCifarError(f"teacher file {path} holds {dtype[:20]} numbers, not probabilities: {fix}")
         probs, metadata = load_safetensors(data)[KEY].float(), header.metadata
@@ -72,18 +80,11 @@ def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[
         raise TinyCifarError(f"{path} is not a readable safetensors soft-labels file ({e}): {fix}") from None
     sums = probs.sum(1)
     if not (torch.isfinite(probs).all() and (probs >= 0).all() and ((sums - 1).abs() <= SUM_TOLERANCE).all()):
-        raise TinyCifarError(f"teacher file {path} holds rows that are not probabilities (negative, "
-                             f"not finite, or not summing to 1): {fix}")
+        raise TinyCifarError(
+            f"teacher file {path} holds rows that are not probabilities (negative, "
+            f"not finite, or not summing to 1): {fix}"
+        )
     return probs / sums[:, None], metadata
-
-
-def training_rows(probs: torch.Tensor, val_split: int) -> torch.Tensor:
-    """The teacher's rows for the images a run with ``--val-split val_split`` trains on, in
-    the order it sees them (a run's fingerprint is of these)."""
-    from tinycifar.data import split_indices
-
-    keep = split_indices(len(probs), val_split)[0]
-    return probs if keep is None else probs[keep]
 
 
 def fingerprint(probs: torch.Tensor) -> str:
@@ -109,22 +110,24 @@ def check_held_out(source: str, held: int | None, val_split: int) -> None:
     if val_split == 0:
         return
     if held is None:
-        print(f"note: {source} does not record which images it held out (written before tinycifar "
-              f"recorded it): make sure it trained with --val-split {val_split} or more")
+        print(
+            f"note: {source} does not record which images it held out (written before tinycifar "
+            f"recorded it): make sure it trained with --val-split {val_split} or more"
+        )
     elif held < val_split:
-        raise TinyCifarError(f"{source} trained on {'all' if held == 0 else 'some'} of the {val_split:,} "
-                             f"validation images (it held out {held:,}): its figures on them would not be "
-                             f"honest; use models trained with --val-split {val_split} or more")
+        raise TinyCifarError(
+            f"{source} trained on {'all' if held == 0 else 'some'} of the {val_split:,} "
+            f"validation images (it held out {held:,}): its figures on them would not be "
+            f"honest; use models trained with --val-split {val_split} or more"
+        )
 
 
 def check_teacher(distill: float, teacher_given: bool) -> None:
     """A teacher and a share for it come together."""
     if distill > 0 and not teacher_given:
-        raise TinyCifarError(f"the recipe's distill is {distill}, but no teacher was given: pass --teacher "
-                             "FILE (written by `tinycifar soft-labels`), or set distill to 0")
+        raise TinyCifarError(
+            f"the recipe's distill is {distill}, but no teacher was given: pass --teacher "
+            "FILE (written by `tinycifar soft-labels`), or set distill to 0"
+        )
     if teacher_given and distill == 0:
         raise TinyCifarError("--teacher needs a share for it: give --distill between 0 and 1 (e.g. 0.7)")
-
-
-
-

@@ -81,10 +81,14 @@ class DataParallel(Single):
         every = [torch.empty_like(mine) for _ in range(self.world)]
         dist.all_gather(every, mine)
         if any(not torch.equal(every[0], f) for f in every[1:]):
-            raise TinyCifarError("the ranks ended with different weights (a bug, or a rank that ran other "
-                                 "code): do not use this run")
+            raise TinyCifarError(
+                "the ranks ended with different weights (a bug, or a rank that ran other code): do not use this run"
+            )
 
     def close(self) -> None:
+        # Together: rank 0 still writes the run folder when the others are done, and a gloo
+        # group torn down on one side while the other still holds it aborts the process.
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -100,8 +104,9 @@ def is_main_process() -> bool:
 def world_size() -> int:
     world = env_int("WORLD_SIZE", 1)
     if world < 1:
-        raise TinyCifarError(f"WORLD_SIZE={world} is not a number of processes: torchrun sets it; unset it to "
-                             "train in one process")
+        raise TinyCifarError(
+            f"WORLD_SIZE={world} is not a number of processes: torchrun sets it; unset it to train in one process"
+        )
     return world
 
 
@@ -113,8 +118,10 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise TinyCifarError(f"{name}={text[:20]!r} is not a whole number: torchrun sets RANK, WORLD_SIZE and "
-                             "LOCAL_RANK; unset them to train in one process") from None
+        raise TinyCifarError(
+            f"{name}={text[:20]!r} is not a whole number: torchrun sets RANK, WORLD_SIZE and "
+            "LOCAL_RANK; unset them to train in one process"
+        ) from None
 
 
 def from_env(device: torch.device, batch_size: int) -> tuple[Single, torch.device]:
@@ -124,12 +131,15 @@ def from_env(device: torch.device, batch_size: int) -> tuple[Single, torch.devic
     if world == 1:
         return Single(), device
     if batch_size % world:
-        raise TinyCifarError(f"batch size {batch_size} does not split over {world} processes: "
-                             f"use a multiple of {world} (--batch-size)")
+        raise TinyCifarError(
+            f"batch size {batch_size} does not split over {world} processes: use a multiple of {world} (--batch-size)"
+        )
     rank, local = env_int("RANK", 0), env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world or local < 0:
-        raise TinyCifarError(f"RANK={rank} and LOCAL_RANK={local} do not fit WORLD_SIZE={world}: start the job "
-                             "with torchrun, which sets them")
+        raise TinyCifarError(
+            f"RANK={rank} and LOCAL_RANK={local} do not fit WORLD_SIZE={world}: start the job "
+            "with torchrun, which sets them"
+        )
     if device.type == "cuda":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)

@@ -34,14 +34,16 @@ def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int
         raise TinyCifarError(f"{len(labels)} labels for {len(preds)} predictions")
     for name, t in (("labels", labels), ("predictions", preds)):
         if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-            raise TinyCifarError(f"{name} out of range: found {int(t.min())}..{int(t.max())}, "
-                                 f"expected 0..{num_classes - 1}")
+            raise TinyCifarError(
+                f"{name} out of range: found {int(t.min())}..{int(t.max())}, expected 0..{num_classes - 1}"
+            )
     counts = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
     return counts.view(num_classes, num_classes)
 
 
-def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
-                        tta_logits: torch.Tensor | None = None) -> dict[str, Any]:
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, tta_logits: torch.Tensor | None = None
+) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix from plain logits; with
     ``tta_logits`` also ``tta_accuracy`` / ``tta_correct``. Every value is JSON-ready."""
     labels = labels.long().cpu()
@@ -69,8 +71,9 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor,
     return result
 
 
-def forward_logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-            tta: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def forward_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Plain logits and, if asked, flip-TTA logits: two passes, not three. ``forward``
     takes uint8 images to logits (a PyTorch model's or an ONNX file's)."""
     plain = forward(images)
@@ -79,11 +82,15 @@ def forward_logits(forward: Callable[[torch.Tensor], torch.Tensor], images: torc
     return plain, (plain + forward(images.flip(3))) / 2
 
 
-
-
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             device: torch.device | str = "cpu", tta: bool = False,
-             batch_size: int = 1000, precision: str = "fp32") -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device | str = "cpu",
+    tta: bool = False,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+) -> dict[str, Any]:
     """Evaluate ``model`` on uint8 ``images (N, 3, 32, 32)`` with int ``labels (N,)``.
 
     Returns ``n_images``, ``correct``, ``accuracy``, ``per_class`` (class name →
@@ -129,14 +136,20 @@ def confusion_figure(cm: list[list[int]] | torch.Tensor, title: str = "Confusion
     threshold = counts.max() / 2 if counts.size and counts.max() > 0 else 1
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if counts[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(int(counts[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if counts[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     return fig
 
 
-def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
-                         limit: int = GALLERY_SIZE):
+def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, limit: int = GALLERY_SIZE):
     """Gallery of the first ``limit`` misclassified images in test-set order (deterministic,
     so two models' galleries can be compared), each titled ``true → predicted (p=…)``."""
     probs = logits.softmax(1)
@@ -147,10 +160,13 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
     rows = max(1, math.ceil(len(picks) / cols))
     cell_w, cell_h, top = 1.9, 2.05, 0.6  # inches; fixed margins (tight_layout is slow on 40 axes)
     fig = new_figure(cols * cell_w, rows * cell_h + top)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - top / (rows * cell_h + top),
-                        wspace=0.08, hspace=0.25)
-    fig.suptitle(f"Misclassified test images: {len(picks)} shown of {len(wrong)} "
-                 "(true → predicted, p = predicted probability)", fontsize=11)
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - top / (rows * cell_h + top), wspace=0.08, hspace=0.25
+    )
+    fig.suptitle(
+        f"Misclassified test images: {len(picks)} shown of {len(wrong)} (true → predicted, p = predicted probability)",
+        fontsize=11,
+    )
     if not picks:
         ax = fig.add_subplot()
         ax.axis("off")
@@ -159,14 +175,9 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, logits: tor
     for k, idx in enumerate(picks):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.imshow(images[idx].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(f"{CLASSES[int(labels[idx])]} → {CLASSES[int(preds[idx])]} (p={conf[idx]:.2f})",
-                     fontsize=7.5)
+        ax.set_title(f"{CLASSES[int(labels[idx])]} → {CLASSES[int(preds[idx])]} (p={conf[idx]:.2f})", fontsize=7.5)
         ax.axis("off")
     return fig
 
 
 # --- the command -------------------------------------------------------------------------
-
-
-
-

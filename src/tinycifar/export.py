@@ -45,9 +45,27 @@ CALIBRATION_SEED = 0
 # What int8 runs. Not BatchNormalization: one that could not be folded into a convolution
 # (fastnet's sits after a max-pool) has its rank-1 scale quantised "per channel" along an
 # axis it does not have, which cost 44 points of accuracy (87.3% → 43.1%); kept in float.
-QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "Relu", "Clip",
-                 "Add", "Mul", "Reshape", "Flatten", "Transpose", "Resize", "Pad", "Slice", "Split",
-                 "Squeeze", "Unsqueeze"]
+QUANTIZED_OPS = [
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "MaxPool",
+    "AveragePool",
+    "Relu",
+    "Clip",
+    "Add",
+    "Mul",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Resize",
+    "Pad",
+    "Slice",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+]
 
 
 class ImagesToLogits(nn.Module):
@@ -77,16 +95,28 @@ def export_onnx(model: nn.Module, path: Path, model_name: str, extra: dict[str, 
     try:
         with _quiet():
             program = torch.onnx.export(
-                graph, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                graph,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
                 dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=1 << 16)}},
-                external_data=False, optimize=True, verbose=False)
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
     except Exception as e:  # noqa: BLE001 - the exporter fails in many ways; say which model
         raise TinyCifarError(f"model {model_name!r} does not export to ONNX ({str(e).splitlines()[0][:300]})") from None
     assert program is not None  # dynamo=True returns an ONNXProgram; only the legacy exporter returns None
     proto = program.model_proto
     strip_debug_info(proto)
-    metadata = {"model": model_name, "tinycifar_version": __version__, "classes": json.dumps(list(CLASSES)),
-                "contract": CONTRACT, **(extra or {})}
+    metadata = {
+        "model": model_name,
+        "tinycifar_version": __version__,
+        "classes": json.dumps(list(CLASSES)),
+        "contract": CONTRACT,
+        **(extra or {}),
+    }
     set_metadata(proto, metadata)
     atomic_write(path, lambda p: onnx.save_model(proto, p))
 
@@ -154,16 +184,18 @@ class _Calibration:
     """ONNX Runtime's CalibrationDataReader protocol over uint8 images, in batches."""
 
     def __init__(self, images: torch.Tensor, batch_size: int = 64) -> None:
-        self.batches = iter([images[i:i + batch_size].numpy().astype(np.float32) / 255.0
-                             for i in range(0, len(images), batch_size)])
+        self.batches = iter(
+            [images[i : i + batch_size].numpy().astype(np.float32) / 255.0 for i in range(0, len(images), batch_size)]
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
         return None if batch is None else {INPUT: batch}
 
 
-def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
-                  method: str = CALIBRATION_METHOD) -> None:
+def quantize_int8(
+    fp32_path: Path, path: Path, calibration_images: torch.Tensor, method: str = CALIBRATION_METHOD
+) -> None:
     """Static int8 quantisation of ``fp32_path`` into ``path``: QDQ, per-channel int8
     weights (7-bit range), uint8 activations whose ranges are calibrated on
     ``calibration_images`` (uint8, from the training set)."""
@@ -171,8 +203,11 @@ def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     if method not in methods:
         raise TinyCifarError(f"unknown calibration method {method!r}; use {', '.join(methods)}")
     metadata = {p.key: p.value for p in onnx.load(fp32_path).metadata_props}
@@ -183,15 +218,28 @@ def quantize_int8(fp32_path: Path, path: Path, calibration_images: torch.Tensor,
         with _quiet():
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
             quantize_static(
-                str(prepared), str(quantized), _Calibration(calibration_images),
-                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
-                weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                calibrate_method=methods[method], op_types_to_quantize=QUANTIZED_OPS)
+                str(prepared),
+                str(quantized),
+                _Calibration(calibration_images),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=True,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                calibrate_method=methods[method],
+                op_types_to_quantize=QUANTIZED_OPS,
+            )
         proto = onnx.load(quantized)
         strip_debug_info(proto)
         shorten_names(proto)
-        set_metadata(proto, {**metadata, "quantization": f"int8 QDQ, per-channel weights, {method} "
-                                                         f"calibration on {len(calibration_images)} training images"})
+        set_metadata(
+            proto,
+            {
+                **metadata,
+                "quantization": f"int8 QDQ, per-channel weights, {method} "
+                f"calibration on {len(calibration_images)} training images",
+            },
+        )
         atomic_write(path, lambda p: onnx.save_model(proto, p))
 
 
@@ -200,8 +248,10 @@ def compare(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
     difference and the share of images where both pick the same class."""
     if not len(ours):
         return {"max_abs_logit_diff": 0.0, "top1_agreement": 1.0}
-    return {"max_abs_logit_diff": float((ours - theirs).abs().max()),
-            "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).float().mean())}
+    return {
+        "max_abs_logit_diff": float((ours - theirs).abs().max()),
+        "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).float().mean()),
+    }
 
 
 def calibration_sample(images: torch.Tensor, count: int, seed: int = CALIBRATION_SEED) -> torch.Tensor:
@@ -215,7 +265,3 @@ def int8_path(path: Path) -> Path:
 
 
 # --- the command -------------------------------------------------------------------------
-
-
-
-

@@ -33,8 +33,9 @@ def prepare(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
-                   batch_size: int = 1000, precision: str = "fp32") -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1000, precision: str = "fp32"
+) -> torch.Tensor:
     """fp32 logits for a uint8 image tensor, in batches, in eval mode; ``precision`` is
     ``fp32`` or ``bf16`` (resolved: see :func:`tinycifar.precision.resolve_precision`)."""
     from tinycifar.precision import autocast
@@ -45,7 +46,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
     try:
         for i in range(0, len(images), batch_size):
             with autocast(precision, device):
-                logits = model(prepare(images[i:i + batch_size], device))
+                logits = model(prepare(images[i : i + batch_size], device))
             out.append(logits.float().cpu())
     finally:
         model.train(was_training)
@@ -58,8 +59,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TinyCifarError("--device cuda asked for, but this torch build sees no CUDA GPU; "
-                             "use --device cpu, or install a CUDA build of torch (see docs/gpu-and-torchrun.md)")
+        raise TinyCifarError(
+            "--device cuda asked for, but this torch build sees no CUDA GPU; "
+            "use --device cpu, or install a CUDA build of torch (see docs/gpu-and-torchrun.md)"
+        )
     if name not in ("cpu", "cuda"):
         raise TinyCifarError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)

@@ -38,11 +38,27 @@ class ConvBNAct(nn.Sequential):
     Params: ``in*out*k*k/groups + 2*out``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1, groups: int = 1, act: bool = True) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        act: bool = True,
+    ) -> None:
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=dilation * (kernel_size // 2),
-                      dilation=dilation, groups=groups, bias=False),
+            nn.Conv2d(
+                in_ch,
+                out_ch,
+                kernel_size,
+                stride,
+                padding=dilation * (kernel_size // 2),
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            ),
             nn.BatchNorm2d(out_ch),
             _act(act),
         )
@@ -57,8 +73,9 @@ class DepthwiseSeparableConv(nn.Sequential):
     Params: ``in*k*k + 2*in + in*out + 2*out``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1, act: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1, act: bool = True
+    ) -> None:
         super().__init__(
             ConvBNAct(in_ch, in_ch, kernel_size, stride, dilation, groups=in_ch),
             ConvBNAct(in_ch, out_ch, 1, act=act),

@@ -32,8 +32,10 @@ IMAGE_SHAPE = (3, 32, 32)
 # A model of this project is a few hundred KB; 64 MB leaves room for much larger ones and
 # keeps a hostile file from filling memory before it is even parsed.
 MAX_BYTES = 64 * 2**20
-CONTRACT = (f"input {INPUT!r} float32 (batch, 3, 32, 32) RGB in [0, 1]; output {OUTPUT!r} float32 "
-            f"(batch, {len(CLASSES)}); self-contained")
+CONTRACT = (
+    f"input {INPUT!r} float32 (batch, 3, 32, 32) RGB in [0, 1]; output {OUTPUT!r} float32 "
+    f"(batch, {len(CLASSES)}); self-contained"
+)
 
 
 def need_onnx():
@@ -41,8 +43,10 @@ def need_onnx():
         import onnx
         import onnxruntime
     except ImportError:
-        raise TinyCifarError("ONNX support is an optional extra: pip install -e '.[export]' in the "
-                             "checkout (make setup installs every extra)") from None
+        raise TinyCifarError(
+            "ONNX support is an optional extra: pip install -e '.[export]' in the "
+            "checkout (make setup installs every extra)"
+        ) from None
     return onnx, onnxruntime
 
 
@@ -63,8 +67,7 @@ def model_from_bytes(data: bytes, path: Path | str) -> Any:
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as e:
-        raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({_first_line(e)}); "
-                             "export it again") from None
+        raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({_first_line(e)}); export it again") from None
     if not model.graph.node:
         raise TinyCifarError(f"{path}: not an ONNX model (no graph found); truncated or not ONNX at all")
     check_contract(model, path)
@@ -74,11 +77,14 @@ def model_from_bytes(data: bytes, path: Path | str) -> Any:
 def check_contract(model: Any, path: Path | str) -> None:
     onnx, _ = need_onnx()
     g = model.graph
-    external = [t.name for t in _all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL
-                or len(t.external_data)]
+    external = [
+        t.name for t in _all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)
+    ]
     if external:
-        raise TinyCifarError(f"{path}: keeps tensors in external files ({external[0][:40]!r}, ...); "
-                             "tinycifar reads only self-contained files: save it with all tensors inside")
+        raise TinyCifarError(
+            f"{path}: keeps tensors in external files ({external[0][:40]!r}, ...); "
+            "tinycifar reads only self-contained files: save it with all tensors inside"
+        )
     initializers = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in initializers]
     problems = []
@@ -91,8 +97,9 @@ def check_contract(model: Any, path: Path | str) -> None:
     else:
         problems += _tensor_problems(g.output[0], (len(CLASSES),))
     if problems:
-        raise TinyCifarError(f"{path}: does not keep tinycifar's ONNX contract ({'; '.join(problems)}). "
-                             f"The contract: {CONTRACT}")
+        raise TinyCifarError(
+            f"{path}: does not keep tinycifar's ONNX contract ({'; '.join(problems)}). The contract: {CONTRACT}"
+        )
 
 
 def _all_tensors(model: Any) -> Iterator[Any]:
@@ -101,8 +108,7 @@ def _all_tensors(model: Any) -> Iterator[Any]:
     tensor attributes, and all of these again in every subgraph (``If``, ``Loop``, ``Scan``),
     in model-local functions and in training-info graphs. Any of them may name external
     data, which ONNX Runtime would read from a path beside the current folder."""
-    graphs = [model.graph, *(g for info in model.training_info
-                             for g in (info.initialization, info.algorithm))]
+    graphs = [model.graph, *(g for info in model.training_info for g in (info.initialization, info.algorithm))]
     nodes = [n for f in model.functions for n in f.node]
     while graphs or nodes:
         if graphs:
@@ -128,8 +134,7 @@ def _tensor_problems(value: Any, trailing: tuple[int, ...]) -> list[str]:
     t = value.type.tensor_type
     problems = []
     if t.elem_type != onnx.TensorProto.FLOAT:
-        problems.append(f"{value.name[:40]!r} is {_type_name(t.elem_type)}, "
-                        "expected float32")
+        problems.append(f"{value.name[:40]!r} is {_type_name(t.elem_type)}, expected float32")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
     if len(dims) != 1 + len(trailing) or any(d is not None and d != want for d, want in zip(dims[1:], trailing)):
         shown = ", ".join("?" if d is None else str(d) for d in dims[:6]) + (", ..." if len(dims) > 6 else "")
@@ -171,8 +176,9 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(self.model.SerializeToString(), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                self.model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
             raise TinyCifarError(f"{self.path}: ONNX Runtime cannot run it ({_first_line(e)})") from None
         self.metadata = {p.key: p.value for p in self.model.metadata_props}
@@ -181,7 +187,7 @@ class OnnxClassifier:
         """fp32 logits for uint8 images ``(N, 3, 32, 32)``, in batches."""
         out = []
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].numpy().astype(np.float32) / 255.0
+            x = images[i : i + batch_size].numpy().astype(np.float32) / 255.0
             out.append(torch.from_numpy(self.run(x)))
         return torch.cat(out) if out else torch.empty(0, len(CLASSES))
 
@@ -192,6 +198,7 @@ class OnnxClassifier:
         except Exception as e:  # noqa: BLE001
             raise TinyCifarError(f"{self.path}: ONNX Runtime failed on it ({_first_line(e)})") from None
         if logits.shape != (len(x), len(CLASSES)):
-            raise TinyCifarError(f"{self.path}: returned logits of shape {logits.shape}, expected "
-                                 f"({len(x)}, {len(CLASSES)})")
+            raise TinyCifarError(
+                f"{self.path}: returned logits of shape {logits.shape}, expected ({len(x)}, {len(CLASSES)})"
+            )
         return logits.astype(np.float32, copy=False)

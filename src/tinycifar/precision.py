@@ -2,7 +2,7 @@
 
 Only the forward pass's matmuls and convolutions run in bf16 under autocast; weights,
 optimizer state, BatchNorm statistics and the loss stay fp32
-(``tests/test_fast_training.py`` checks it). On a CPU without native bf16 (no
+(``tests/test_precision.py`` checks it). On a CPU without native bf16 (no
 ``avx512_bf16`` / ``amx_bf16``) bf16 is emulated: 7–14× slower than fp32 on an AVX2
 EPYC (``benchmarks/precision_speed.py``), so ``auto`` never picks it there.
 """
@@ -62,8 +62,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return name
-
-
 
 
 def describe(precision: str, device: torch.device) -> str:

@@ -82,11 +82,13 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
         except TinyCifarError:
             raise
         except Image.DecompressionBombError as e:
-            raise _problem(path, f"refused: the image is too large to decode safely ({e}); "
-                                 f"shrink it below {MAX_PIXELS / 1e6:.0f} megapixels first") from None
+            raise _problem(
+                path,
+                f"refused: the image is too large to decode safely ({e}); "
+                f"shrink it below {MAX_PIXELS / 1e6:.0f} megapixels first",
+            ) from None
         except UnidentifiedImageError:
-            raise _problem(path, "not an image, or not a format tinycifar reads "
-                                 f"({', '.join(_formats())})") from None
+            raise _problem(path, f"not an image, or not a format tinycifar reads ({', '.join(_formats())})") from None
         except PermissionError as e:
             raise _problem(path, f"cannot read it ({e.strerror or e})") from None
         except MemoryError:
@@ -108,8 +110,11 @@ def _decode(im: ImageFile.ImageFile, path: str | os.PathLike[str]) -> torch.Tens
     im.draft(None, (_DRAFT_SIDE, _DRAFT_SIDE))  # JPEG only: decode at reduced scale
     dw, dh = im.size
     if dw * dh > MAX_PIXELS:
-        raise _problem(path, f"refused: the image is {w}×{h} ({w * h / 1e6:.0f} megapixels), over the "
-                             f"{MAX_PIXELS / 1e6:.0f}-megapixel limit; shrink it first")
+        raise _problem(
+            path,
+            f"refused: the image is {w}×{h} ({w * h / 1e6:.0f} megapixels), over the "
+            f"{MAX_PIXELS / 1e6:.0f}-megapixel limit; shrink it first",
+        )
     im.load()
     upright: Image.Image = im
     try:
@@ -120,8 +125,9 @@ def _decode(im: ImageFile.ImageFile, path: str | os.PathLike[str]) -> torch.Tens
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) / 2, (h - side) / 2
-    small = rgb.resize((SIZE, SIZE), Image.Resampling.BICUBIC,
-                       box=(left, top, left + side, top + side), reducing_gap=3.0)
+    small = rgb.resize(
+        (SIZE, SIZE), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0
+    )
     return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -153,8 +159,9 @@ def _wide_gray(im: Image.Image) -> Image.Image:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-            top_k: int = 3, precision: str = "fp32") -> list[list[tuple[str, float]]]:
+def predict(
+    model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", top_k: int = 3, precision: str = "fp32"
+) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(class name, probability)`` pairs, most likely first, for each uint8
     image of ``(N, 3, 32, 32)``; all images in one forward pass."""
     return top_classes(torch_forward(model, device, max(1, len(images)), precision), images, top_k)
@@ -167,9 +174,4 @@ def top_classes(forward: Forward, images: torch.Tensor, top_k: int = 3) -> list[
     if len(images) == 0:
         return []
     probs, idx = forward(images).softmax(1).topk(top_k, dim=1)
-    return [[(CLASSES[i], p) for i, p in zip(row_i, row_p)]
-            for row_i, row_p in zip(idx.tolist(), probs.tolist())]
-
-
-
-
+    return [[(CLASSES[i], p) for i, p in zip(row_i, row_p)] for row_i, row_p in zip(idx.tolist(), probs.tolist())]

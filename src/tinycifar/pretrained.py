@@ -65,8 +65,7 @@ def load_model(model_name: str, weights: Path | str | None, device: torch.device
     saved_as = metadata.get("model")
     if saved_as is not None and saved_as != model_name:
         raise TinyCifarError(
-            f"{path} holds weights for model {saved_as!r}, not {model_name!r}: "
-            f"pass --model {saved_as}"
+            f"{path} holds weights for model {saved_as!r}, not {model_name!r}: pass --model {saved_as}"
         )
     model_args = _saved_model_args(path, metadata)
     try:
@@ -92,8 +91,10 @@ def _saved_model_args(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     except (ValueError, RecursionError):  # RecursionError: nesting deep enough to be an attack
         args = None
     if not isinstance(args, dict) or not all(_small(v) for v in args.values()):
-        raise TinyCifarError(f"{path}: its model_args metadata is not a JSON object of small constructor "
-                             f"arguments ({text[:60]!r}); the file was not written by `tinycifar train`")
+        raise TinyCifarError(
+            f"{path}: its model_args metadata is not a JSON object of small constructor "
+            f"arguments ({text[:60]!r}); the file was not written by `tinycifar train`"
+        )
     return args
 
 
@@ -108,22 +109,27 @@ def _small(value: Any) -> bool:
     return value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= 64)
 
 
-
-
 Forward = Callable[[torch.Tensor], torch.Tensor]  # uint8 images (N, 3, 32, 32) → fp32 logits (N, 10)
 
 
-def torch_forward(model: nn.Module, device: torch.device | str, batch_size: int = 1000,
-                  precision: str = "fp32") -> Forward:
+def torch_forward(
+    model: nn.Module, device: torch.device | str, batch_size: int = 1000, precision: str = "fp32"
+) -> Forward:
     from tinycifar.inference import predict_logits
 
-    return lambda images: predict_logits(model, images, torch.device(device), batch_size=batch_size,
-                                         precision=precision)
+    return lambda images: predict_logits(
+        model, images, torch.device(device), batch_size=batch_size, precision=precision
+    )
 
 
-def load_forward(model_name: str | None, weights: Path | str | None, onnx: Path | str | None,
-                 device: str = "auto", precision: str = "auto",
-                 batch_size: int = 1000) -> tuple[str, Path, str, Forward]:
+def load_forward(
+    model_name: str | None,
+    weights: Path | str | None,
+    onnx: Path | str | None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 1000,
+) -> tuple[str, Path, str, Forward]:
     """The classifier the evaluate and predict options name: an ONNX file run by ONNX
     Runtime (``onnx``), or a model with weights run by PyTorch. Returns the model name, the
     file, how it runs (for the console) and its forward."""
@@ -137,8 +143,12 @@ def load_forward(model_name: str | None, weights: Path | str | None, onnx: Path 
             raise TinyCifarError("--onnx runs the ONNX file alone: drop --model and --weights")
         clf = OnnxClassifier(onnx)
         runs_as = "ONNX Runtime on the CPU" + (", int8" if "quantization" in clf.metadata else ", fp32")
-        return (clf.metadata.get("model", Path(onnx).name), Path(onnx), runs_as,
-                lambda images: clf.logits(images, batch_size))
+        return (
+            clf.metadata.get("model", Path(onnx).name),
+            Path(onnx),
+            runs_as,
+            lambda images: clf.logits(images, batch_size),
+        )
     dev = resolve_device(device)
     name = resolve_model_name(model_name, weights)
     path = Path(weights) if weights is not None else pretrained_path(name)

@@ -27,55 +27,75 @@ class Recipe:
     batch_size: int = field(default=512, metadata={"help": "images per SGD step"})
     lr: float = field(default=0.4, metadata={"help": "peak learning rate of the schedule"})
     momentum: float = field(default=0.9, metadata={"help": "SGD Nesterov momentum"})
-    weight_decay: float = field(default=5e-4, metadata={
-        "help": "L2 on conv/linear weights only, never on BatchNorm or biases"})
-    warmup_epochs: float = field(default=2.0, metadata={
-        "help": "linear warm-up length; then linear decay to zero"})
+    weight_decay: float = field(
+        default=5e-4, metadata={"help": "L2 on conv/linear weights only, never on BatchNorm or biases"}
+    )
+    warmup_epochs: float = field(default=2.0, metadata={"help": "linear warm-up length; then linear decay to zero"})
     label_smoothing: float = field(default=0.1, metadata={"help": "cross-entropy label smoothing"})
-    ema_decay: float = field(default=0.0, metadata={
-        "help": "per-step EMA of the weights, evaluated and saved instead; 0 = off"})
-    lookahead: int = field(default=0, metadata={
-        "help": "Lookahead: every N steps pull the weights to a slow average (airbench: 5); 0 = off"})
-    bias_lr_scale: float = field(default=1.0, metadata={
-        "help": "learning-rate multiplier for BatchNorm biases (airbench: 64)"})
+    ema_decay: float = field(
+        default=0.0, metadata={"help": "per-step EMA of the weights, evaluated and saved instead; 0 = off"}
+    )
+    lookahead: int = field(
+        default=0,
+        metadata={"help": "Lookahead: every N steps pull the weights to a slow average (airbench: 5); 0 = off"},
+    )
+    bias_lr_scale: float = field(
+        default=1.0, metadata={"help": "learning-rate multiplier for BatchNorm biases (airbench: 64)"}
+    )
     flip: bool = field(default=True, metadata={"help": "random horizontal flip"})
-    alt_flip: bool = field(default=False, metadata={
-        "help": "with flip: random in the first epoch, then each image mirrored every other epoch"})
+    alt_flip: bool = field(
+        default=False,
+        metadata={"help": "with flip: random in the first epoch, then each image mirrored every other epoch"},
+    )
     translate: int = field(default=2, metadata={"help": "random shift in pixels (reflect padding); 0 = off"})
     ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
     cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
-    mixup: float = field(default=0.0, metadata={
-        "help": "mixup: blend image pairs and their labels, share ~ Beta(a, a); a = 0 is off"})
-    cutmix: float = field(default=0.0, metadata={
-        "help": "CutMix: paste a box of another image, area ~ Beta(a, a); 0 = off (with mixup: half each)"})
-    mixup_ramp: float = field(default=0.0, metadata={
-        "help": "mixup whose partner share ~ U(0, min(e/epochs, this)) in epoch e counted from 0: none in "
-                "the first epoch, then more (xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"})
-    distill: float = field(default=0.0, metadata={
-        "help": "share of a teacher's probabilities in each image's target (train --teacher FILE); 0 = off"})
-    eval_every: int = field(default=1, metadata={
-        "help": "evaluate every N epochs, and always after the last"})
+    mixup: float = field(
+        default=0.0, metadata={"help": "mixup: blend image pairs and their labels, share ~ Beta(a, a); a = 0 is off"}
+    )
+    cutmix: float = field(
+        default=0.0,
+        metadata={"help": "CutMix: paste a box of another image, area ~ Beta(a, a); 0 = off (with mixup: half each)"},
+    )
+    mixup_ramp: float = field(
+        default=0.0,
+        metadata={
+            "help": "mixup whose partner share ~ U(0, min(e/epochs, this)) in epoch e counted from 0: none in "
+            "the first epoch, then more (xvel/cifar10-tiniest: 0.5); instead of mixup's Beta; 0 = off"
+        },
+    )
+    distill: float = field(
+        default=0.0,
+        metadata={"help": "share of a teacher's probabilities in each image's target (train --teacher FILE); 0 = off"},
+    )
+    eval_every: int = field(default=1, metadata={"help": "evaluate every N epochs, and always after the last"})
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> Recipe:
         # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.
-        nonfinite = [f"{f.name} must be a finite number (got {getattr(self, f.name)})"
-                     for f in fields(self) if f.type == "float" and not math.isfinite(getattr(self, f.name))]
+        nonfinite = [
+            f"{f.name} must be a finite number (got {getattr(self, f.name)})"
+            for f in fields(self)
+            if f.type == "float" and not math.isfinite(getattr(self, f.name))
+        ]
         if nonfinite:
             raise TinyCifarError("bad recipe: " + "; ".join(nonfinite))
         problems = []
         if self.epochs < 1:
             problems.append(f"epochs must be at least 1 (got {self.epochs})")
         if self.epochs > MAX_EPOCHS:
-            problems.append(f"epochs must be at most {MAX_EPOCHS:,} (got {self.epochs:,}); a recipe needs tens "
-                            "to hundreds")
+            problems.append(
+                f"epochs must be at most {MAX_EPOCHS:,} (got {self.epochs:,}); a recipe needs tens to hundreds"
+            )
         if self.batch_size < 1:
             problems.append(f"batch_size must be at least 1 (got {self.batch_size})")
         if self.batch_size > MAX_BATCH_SIZE:
-            problems.append(f"batch_size must be at most {MAX_BATCH_SIZE:,} (got {self.batch_size:,}); the "
-                            "training set has 50,000 images")
+            problems.append(
+                f"batch_size must be at most {MAX_BATCH_SIZE:,} (got {self.batch_size:,}); the "
+                "training set has 50,000 images"
+            )
         if not self.lr > 0:
             problems.append(f"lr must be positive (got {self.lr})")
         if self.lr > MAX_LR:
@@ -110,11 +130,13 @@ class Recipe:
             problems.append(f"translate must be in [0, 16] pixels (got {self.translate})")
         if not 0 <= self.cutout <= 32:
             problems.append(f"cutout must be in [0, 32] pixels (got {self.cutout})")
-        problems += [f"{name} must be a Beta parameter >= 0, 0 for off (got {getattr(self, name)})"
-                     for name in ("mixup", "cutmix") if getattr(self, name) < 0]
+        problems += [
+            f"{name} must be a Beta parameter >= 0, 0 for off (got {getattr(self, name)})"
+            for name in ("mixup", "cutmix")
+            if getattr(self, name) < 0
+        ]
         if not 0 <= self.mixup_ramp <= 0.5:
-            problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share "
-                            f"(got {self.mixup_ramp})")
+            problems.append(f"mixup_ramp must be in [0, 0.5], the partner's largest share (got {self.mixup_ramp})")
         if not 0 <= self.distill <= 1:
             problems.append(f"distill must be in [0, 1], the teacher's share of each target (got {self.distill})")
         if self.mixup and self.mixup_ramp:
@@ -138,11 +160,14 @@ def load_recipe(name_or_path: str | Path = "classic") -> Recipe:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise TinyCifarError(f"cannot read recipe {source}: "
-                                 f"{getattr(e, 'strerror', None) or e}; a recipe is a UTF-8 TOML text file") from None
+            raise TinyCifarError(
+                f"cannot read recipe {source}: {getattr(e, 'strerror', None) or e}; a recipe is a UTF-8 TOML text file"
+            ) from None
     else:
-        raise TinyCifarError(f"recipe {str(name_or_path)!r} is neither a packaged recipe "
-                             f"({', '.join(RECIPE_NAMES)}) nor an existing TOML file")
+        raise TinyCifarError(
+            f"recipe {str(name_or_path)!r} is neither a packaged recipe "
+            f"({', '.join(RECIPE_NAMES)}) nor an existing TOML file"
+        )
     try:
         values = tomllib.loads(text)
     except ValueError as e:  # TOMLDecodeError, or an integer of over 4300 digits
@@ -152,23 +177,26 @@ def load_recipe(name_or_path: str | Path = "classic") -> Recipe:
 
 def recipe_to_toml(recipe: Recipe) -> str:
     """The recipe as TOML text that :func:`load_recipe` reads back to the same recipe."""
-    return "".join(f"{f.name} = {str(v).lower() if isinstance(v := getattr(recipe, f.name), bool) else repr(v)}\n"
-                   for f in fields(recipe))
+    return "".join(
+        f"{f.name} = {str(v).lower() if isinstance(v := getattr(recipe, f.name), bool) else repr(v)}\n"
+        for f in fields(recipe)
+    )
 
 
 def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     known = {f.name: f for f in fields(Recipe)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise TinyCifarError(f"{source}: unknown key(s) {', '.join(unknown)}; "
-                             f"known keys: {', '.join(known)}")
+        raise TinyCifarError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
     typed: dict[str, Any] = {}
     for key, value in values.items():
         want = known[key].type
         assert isinstance(want, str)  # `from __future__ import annotations`: a field's type is its annotation's text
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "bool": isinstance(value, bool)}[want]
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+        }[want]
         if not ok:
             raise TinyCifarError(f"{source}: {key} must be {want}, got {value!r}")
         try:
@@ -176,7 +204,3 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
         except OverflowError:  # an int beyond float range (TOML allows any size)
             raise TinyCifarError(f"{source}: {key} is too large to be a number") from None
     return Recipe(**typed)
-
-
-
-

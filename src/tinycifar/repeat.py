@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tinycifar import records
 from tinycifar.errors import TinyCifarError
 
 
@@ -37,8 +38,19 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int) -> dict[str, 
         resume = ["--resume"]
     except TinyCifarError:
         resume = []
-    cmd = [sys.executable, "-m", "tinycifar", "train", "--seed", str(seed), "--out", str(folder),
-           "--no-progress", *resume, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinycifar",
+        "train",
+        "--seed",
+        str(seed),
+        "--out",
+        str(folder),
+        "--no-progress",
+        *resume,
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     log = out / f"seed-{seed}.log"
     try:  # appended as it comes, so never through a symlink planted in its place
@@ -73,18 +85,18 @@ def read_run(folder: Path, seed: int) -> dict[str, Any]:
     try:
         final_accuracy(metrics)
         float(metrics["train_seconds"])
-    except (StopIteration, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise TinyCifarError(f"{folder / 'metrics.json'} is not the record of a finished run: {fix}") from None
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     return {**metrics, "config_fingerprint": digest}
 
 
-def final_accuracy(metrics: dict[str, Any]) -> tuple[str, float]:
-    """A run's final accuracy and its key (``final_test_acc`` or ``final_val_acc``)."""
-    key = next(k for k in metrics if k.startswith("final_") and k.endswith("_acc"))
-    if type(metrics[key]) is not float:
-        raise TypeError(key)
-    return key, metrics[key]
+def final_accuracy(metrics: dict[str, Any]) -> float:
+    """A run's final accuracy, from metrics of any version (``TypeError``/``KeyError`` if none)."""
+    acc = records.metrics(metrics)["eval_acc"]
+    if type(acc) is not float:
+        raise TypeError("eval_acc")
+    return acc
 
 
 def summarize(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -92,15 +104,19 @@ def summarize(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     seeds are one run (the same config fingerprint), which would fake a spread."""
     prints = [r["config_fingerprint"] for r in results.values() if "config_fingerprint" in r]
     if len(set(prints)) < len(prints):
-        raise TinyCifarError("two seeds hold the same run (one config fingerprint): their spread would not be "
-                             "a spread over seeds; delete the copies and run repeat again")
-    key = final_accuracy(next(iter(results.values())))[0]
-    accs = [results[s][key] for s in sorted(results)]
-    return {"metric": key, "seeds": sorted(results), "values": accs,
-            "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "train_seconds": [results[s]["train_seconds"] for s in sorted(results)],
-            "runs": {str(s): results[s] for s in sorted(results)}}
-
-
-
-
+        raise TinyCifarError(
+            "two seeds hold the same run (one config fingerprint): their spread would not be "
+            "a spread over seeds; delete the copies and run repeat again"
+        )
+    accs = [final_accuracy(results[s]) for s in sorted(results)]
+    eval_on = records.metrics(next(iter(results.values()))).get("eval_on", "test")
+    return {
+        "metric": "eval_acc",
+        "eval_on": eval_on,
+        "seeds": sorted(results),
+        "values": accs,
+        "mean": statistics.mean(accs),
+        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "train_seconds": [results[s]["train_seconds"] for s in sorted(results)],
+        "runs": {str(s): results[s] for s in sorted(results)},
+    }

@@ -27,8 +27,17 @@ except ImportError:  # pragma: no cover - Windows: O_EXCL alone; a stale lock is
 
 LOCK = ".tinycifar.lock"
 # What `tinycifar train` writes: a folder holding any of these holds a run.
-RUN_FILES = ("config.json", "environment.json", "log.jsonl", "last.pt", "last.pt.new", "previous.pt",
-             "model.safetensors", "metrics.json", "curves.png")
+RUN_FILES = (
+    "config.json",
+    "environment.json",
+    "log.jsonl",
+    "last.pt",
+    "last.pt.new",
+    "previous.pt",
+    "model.safetensors",
+    "metrics.json",
+    "curves.png",
+)
 
 _held: dict[Path, tuple[int, int]] = {}  # folder -> (lock fd, depth): re-entrant per process
 
@@ -43,9 +52,11 @@ def refuse_existing_run(folder: Path | str) -> None:
     """One clear line if ``folder`` already holds a run: nothing of it is touched."""
     found = run_files(folder)
     if found:
-        raise TinyCifarError(f"{folder} already holds a run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): "
-                             "continue it with --resume, choose another --out, or pass --overwrite to delete "
-                             "it and start again")
+        raise TinyCifarError(
+            f"{folder} already holds a run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}): "
+            "continue it with --resume, choose another --out, or pass --overwrite to delete "
+            "it and start again"
+        )
 
 
 def clear_run(folder: Path | str) -> list[str]:
@@ -89,14 +100,17 @@ def _acquire(folder: Path) -> int:
             except FileNotFoundError:  # its owner just released it: try again
                 continue
             except OSError as e:
-                raise TinyCifarError(f"cannot take the lock {path} ({e.strerror or e}): remove it if it is "
-                                     "not a tinycifar lock file, or choose another --out") from None
+                raise TinyCifarError(
+                    f"cannot take the lock {path} ({e.strerror or e}): remove it if it is "
+                    "not a tinycifar lock file, or choose another --out"
+                ) from None
             if fcntl is None:
                 os.close(fd)
                 raise _busy(path, "") from None
         except OSError as e:
-            raise TinyCifarError(f"cannot write to {folder} ({e.strerror or e}): choose a folder you can "
-                                 "write to") from None
+            raise TinyCifarError(
+                f"cannot write to {folder} ({e.strerror or e}): choose a folder you can write to"
+            ) from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -134,5 +148,6 @@ def _owner(fd: int) -> str:
 
 def _busy(path: Path, owner: str) -> TinyCifarError:
     who = f" ({owner})" if owner else ""
-    return TinyCifarError(f"{path.parent} is in use by another tinycifar process{who}: wait for it to end, "
-                          "or choose another --out")
+    return TinyCifarError(
+        f"{path.parent} is in use by another tinycifar process{who}: wait for it to end, or choose another --out"
+    )

@@ -20,21 +20,33 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
     # fights the normalisation. BatchNorm biases may learn faster (airbench's bias scaler):
     # they set where each ReLU cuts, and with normalised inputs their gradients are small.
-    norm_biases = {id(m.bias) for m in model.modules()
-                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    norm_biases = {
+        id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
         {"params": [p for p in params if p.ndim <= 1 and id(p) not in norm_biases], "weight_decay": 0.0},
-        {"params": [p for p in params if id(p) in norm_biases], "weight_decay": 0.0,
-         "lr": recipe.lr * recipe.bias_lr_scale},
+        {
+            "params": [p for p in params if id(p) in norm_biases],
+            "weight_decay": 0.0,
+            "lr": recipe.lr * recipe.bias_lr_scale,
+        },
     ]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=recipe.lr,
-                           momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+    return torch.optim.SGD(
+        [g for g in groups if g["params"]], lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0
+    )
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
-               label_smoothing: float, precision: str, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    label_smoothing: float,
+    precision: str,
+    dev: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step: forward (under the precision's autocast), fp32 loss, backward, update.
     ``target`` holds class indices, or class probabilities for mixed images.
     Returns the loss and the logits, still on the device."""
@@ -52,4 +64,3 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
-

@@ -231,9 +231,7 @@ def summarize(
             try:
                 model(torch.zeros((2, *input_size), device=device, dtype=dtype))
             except Exception as e:  # noqa: BLE001 - any failure here is a bad model/input pair
-                raise TinyCifarError(
-                    f"{type(model).__name__} cannot run on input size {list(input_size)}: {e}"
-                ) from e
+                raise TinyCifarError(f"{type(model).__name__} cannot run on input size {list(input_size)}: {e}") from e
     finally:
         for h in handles:
             h.remove()
@@ -314,20 +312,11 @@ def format_summary(s: ModelSummary) -> str:
     lines.append(f"Size: {s.size_kb_fp32:,.1f} KB as fp32, {s.size_kb_int8:,.1f} KB as int8")
     if s.params_not_in_rows:
         lines.append(
-            f"  ({s.params_not_in_rows:,} params belong to non-leaf or uncalled modules:"
-            " in the totals, not the rows)"
+            f"  ({s.params_not_in_rows:,} params belong to non-leaf or uncalled modules: in the totals, not the rows)"
         )
     if s.over_budget:
-        lines.append(
-            f"Budget: OVER the {s.budget:,}-parameter budget by {s.total_params - s.budget:,} parameters"
-        )
+        lines.append(f"Budget: OVER the {s.budget:,}-parameter budget by {s.total_params - s.budget:,} parameters")
     else:
-        lines.append(
-            f"Budget: within the {s.budget:,}-parameter budget ({s.budget - s.total_params:,} to spare)"
-        )
+        lines.append(f"Budget: within the {s.budget:,}-parameter budget ({s.budget - s.total_params:,} to spare)")
     lines.append("-" * LINE_WIDTH)
     return "\n".join(lines)
-
-
-
-

@@ -1,4 +1,4 @@
-"""``tinycifar train``: the training loop.
+"""The training engine: :func:`fit` builds a run from its :class:`RunConfig` and loops.
 
 Built for a CPU first: the whole data set sits in memory as uint8, each batch is gathered
 by index, normalised and augmented as one tensor on the training device, and the model
@@ -6,110 +6,367 @@ runs channels-last. All randomness of epoch ``e`` comes from a generator seeded 
 ``(seed, e)``, so a run resumed from the checkpoint of epoch ``e-1`` repeats epoch ``e``
 exactly and ends with the same weights as an uninterrupted run (bit for bit on a CPU with
 the same thread count; on a GPU, cuDNN's non-deterministic kernels make it close, not equal).
+What happens around the epochs (console, checkpoints, the run folder's files, a sweep's
+pruner) is :mod:`tinycifar.callbacks`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import platform
-import shutil
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from tinycifar import distributed
-from tinycifar.atomic import write_json, write_text
+from tinycifar import distributed, records
 from tinycifar.augment import Augmentation, Draws
-from tinycifar.averaging import make_averager
-from tinycifar.checkpoint import (
-    load_checkpoint,
-    save_checkpoint,
-    save_weights,
-)
-from tinycifar.data import split_indices
-from tinycifar.distill import (
-    blend,
-    check_teacher,
-    fingerprint,
-)
+from tinycifar.averaging import NoAveraging, make_averager
+from tinycifar.callbacks import Callback, Checkpoints, RunFolder
+from tinycifar.checkpoint import load_checkpoint
+from tinycifar.distill import blend, check_teacher, fingerprint
 from tinycifar.errors import TinyCifarError
-from tinycifar.figures import new_figure, save_figure
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
 from tinycifar.models import build_model
 from tinycifar.paths import writable_dir
 from tinycifar.precision import cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
-from tinycifar.recipe import MAX_EPOCHS, Recipe, recipe_from_dict
+from tinycifar.recipe import MAX_EPOCHS
+from tinycifar.runconfig import RunConfig
 from tinycifar.runfolder import refuse_existing_run, run_lock
+from tinycifar.splits import Data
 from tinycifar.step import lr_factor, make_optimizer, train_step
 
 if TYPE_CHECKING:
     from tinycifar.budget import Plan
 
-Data = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 32, 32), int64 labels (N,)
+# Seeds are mixed with the epoch number into torch's 64-bit seed (``_epoch_seed``).
+MAX_SEED = 2**32 - 1
+WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
 
 
-def split_validation(train: Data, val_size: int) -> tuple[Data, Data | None]:
-    """Hold out ``val_size`` training images (same ones for every seed) for tuning."""
-    images, labels = train
-    keep, held = split_indices(len(images), val_size)
-    if keep is None:
-        return train, None
-    return (images[keep], labels[keep]), (images[held], labels[held])
+def fit(
+    config: RunConfig,
+    train: Data,
+    eval_data: Data,
+    out: Path | str,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    teacher: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Train as ``config`` says on ``train``, score on ``eval_data`` every ``eval_every``
+    epochs and after the last, into the run folder ``out``; the final metrics.
+
+    ``resume`` continues the run in ``out`` from its checkpoint (the same configuration
+    only). ``teacher`` holds a teacher's class probabilities for the rows of ``train``
+    (:mod:`tinycifar.distill`), blended into the targets by the recipe's ``distill``. A
+    ``time_budget_s`` picks the number of epochs that fit it here (:mod:`tinycifar.budget`).
+    Under ``torchrun`` each process trains its share of every batch
+    (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and calls ``callbacks``.
+    """
+    started = time.perf_counter()
+    check_teacher(config.recipe.distill, teacher is not None)
+    if teacher is not None and teacher.shape != (len(train[0]), 10):
+        raise TinyCifarError(
+            f"the teacher has {tuple(teacher.shape)} probabilities for {len(train[0]):,} "
+            "training images: give one row of 10 for each, in the same order"
+        )
+    shard, dev = distributed.from_env(resolve_device(config.device), min(config.recipe.batch_size, len(train[0])))
+    if config.time_budget_s is not None and shard.world > 1:
+        raise TinyCifarError("--time is not available under torchrun: give --epochs")
+    out = Path(out)
+    if shard.is_main:
+        check_writable(out)
+    # The lock keeps a second writer out while this run is live; a folder that holds
+    # another run is never started over (the command clears it first on --overwrite).
+    with run_lock(out) if shard.is_main else contextlib.nullcontext():
+        if shard.is_main and not resume:
+            refuse_existing_run(out)
+        saved = _saved_run(out) if resume else None
+        config, notes = resolve(config, train, eval_data, dev, shard, teacher, saved, started)
+        run = Run.start(config, train, eval_data, out, dev, shard, teacher, saved, notes)
+        # The other ranks write nothing and say nothing: rank 0 speaks for the job.
+        hooks = (Checkpoints(), RunFolder(), *callbacks) if shard.is_main else ()
+        for hook in hooks:
+            hook.on_start(run)
+        for epoch in range(len(run.history), config.recipe.epochs):
+            row = run.epoch(epoch, hooks)
+            run.history.append(row)
+            for hook in hooks:
+                hook.on_epoch_end(run, row)
+        metrics = run.metrics(started)
+        for hook in hooks:
+            hook.on_end(run, metrics)
+        shard.close()
+        return metrics
 
 
+def resolve(
+    config: RunConfig,
+    train: Data,
+    eval_data: Data,
+    dev: torch.device,
+    shard: distributed.Single,
+    teacher: torch.Tensor | None,
+    saved: dict[str, Any] | None,
+    started: float,
+) -> tuple[RunConfig, list[str]]:
+    """The configuration as this run will keep it (precision for this machine, the epochs a
+    time budget buys, the data and teacher it sees), and what to tell the user of it."""
+    notes = []
+    precision = resolve_precision(config.precision, dev)
+    recipe = config.recipe
+    if config.time_budget_s is not None and saved is not None:  # a resumed run keeps its own plan
+        recipe = dataclasses.replace(
+            recipe, epochs=saved["config"].recipe.epochs, warmup_epochs=saved["config"].recipe.warmup_epochs
+        )
+    elif config.time_budget_s is not None:
+        plan = plan_for_budget(
+            dataclasses.replace(config, precision=precision),
+            train,
+            eval_data,
+            dev,
+            config.time_budget_s - (time.perf_counter() - started),
+        )
+        notes.append(plan.describe())
+        # Warm-up keeps its share of the schedule, and is never longer than the run.
+        warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
+        recipe = dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
+    resolved = dataclasses.replace(
+        config,
+        recipe=recipe,
+        precision=precision,
+        train_images=len(train[0]),
+        eval_images=len(eval_data[0]),
+        teacher=fingerprint(teacher.cpu()) if teacher is not None else None,
+        processes=shard.world,
+    )
+    return resolved, notes
 
 
+@dataclass
+class Parts:
+    """What a run trains, built from its configuration in one place: the model (and the
+    net the steps run, wrapped for data parallelism under torchrun), optimizer, schedule,
+    weight averaging and augmentation. A checkpoint is their state."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    averager: NoAveraging
+    augmentation: Augmentation
+
+    @classmethod
+    def build(
+        cls, config: RunConfig, images: torch.Tensor, dev: torch.device, shard: distributed.Single, steps_per_epoch: int
+    ) -> Parts:
+        recipe = config.recipe
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, config.model_args).to(dev)
+        # ignored: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        init_from_data(model, images, dev)
+        if config.compile:
+            model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
+        net = shard.wrap(model)
+        optimizer = make_optimizer(model, recipe)
+        total, warmup = recipe.epochs * steps_per_epoch, round(recipe.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+        averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total)
+        return cls(
+            model, net, optimizer, scheduler, averager, Augmentation.from_recipe(recipe, len(images), config.seed)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "averager": self.averager.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.averager.load_state_dict(state["averager"])
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, averager,
-                augmentation: Augmentation, draws: Draws, data: Data, recipe: Recipe, precision: str,
-                dev: torch.device, steps: Iterable[int], first_step: int = 0,
-                shard: distributed.Single = distributed.Single(),  # noqa: B008 - stateless
-                net: nn.Module | None = None,
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """One pass over ``steps`` batches in the order of ``draws`` (already on ``dev``), each
-    process training its ``shard`` of every batch through ``net`` (``model`` wrapped for
-    data parallelism; ``model`` itself in one process). ``targets`` (N, classes), when
-    given, are what each image is trained towards instead of its label (distillation).
+@dataclass
+class Run:
+    """A run in progress: its resolved configuration, parts, data on the device, and the
+    history of finished epochs. What the callbacks are given."""
+
+    config: RunConfig
+    out: Path
+    parts: Parts
+    dev: torch.device
+    shard: distributed.Single
+    train: Data  # on the device, uint8
+    eval_data: Data
+    targets: torch.Tensor | None  # what each image is trained towards instead of its label
+    steps_per_epoch: int
+    batch_size: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)  # for the console: the plan, a resume
+
+    @classmethod
+    def start(
+        cls,
+        config: RunConfig,
+        train: Data,
+        eval_data: Data,
+        out: Path,
+        dev: torch.device,
+        shard: distributed.Single,
+        teacher: torch.Tensor | None,
+        saved: dict[str, Any] | None,
+        notes: list[str],
+    ) -> Run:
+        """Build the run, and continue ``saved`` (a checkpoint of the same run) if given."""
+        images, labels = train
+        batch_size = min(config.recipe.batch_size, len(images))
+        steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+        parts = Parts.build(config, images, dev, shard, steps_per_epoch)
+        history: list[dict[str, Any]] = []
+        if saved is not None:
+            if not saved["config"].same_run(config):
+                raise TinyCifarError(
+                    f"--resume: the run in {out} was started with a different configuration "
+                    "(model, recipe, seed, data or precision); resume it with the same options, "
+                    "or start a new run in another --out"
+                )
+            parts.load_state_dict(saved["state"])
+            history = saved["history"]
+            notes.append(f"resuming {out} after epoch {len(history)} of {config.recipe.epochs}")
+        notes.append(f"precision {describe_precision(config.precision, dev)} on {device_name(dev)}")
+        targets = blend(teacher.float().cpu(), labels, config.recipe.distill).to(dev) if teacher is not None else None
+        return cls(
+            config,
+            out,
+            parts,
+            dev,
+            shard,
+            (images.to(dev), labels.to(dev)),
+            eval_data,
+            targets,
+            steps_per_epoch,
+            batch_size,
+            history,
+            saved is not None,
+            notes,
+        )
+
+    def epoch(self, epoch: int, hooks: Sequence[Callback]) -> dict[str, Any]:
+        """Train epoch ``epoch`` (from 0); its log row."""
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))  # data order, augmentation
+        torch.manual_seed(_epoch_seed(self.config.seed, epoch))  # dropout, if a model has any
+        self.parts.model.train()
+        draws = self.parts.augmentation.draw(epoch, g, self.dev)
+        for hook in hooks:
+            hook.on_epoch_start(self, epoch)
+
+        def on_step() -> None:
+            for hook in hooks:
+                hook.on_step(self)
+
+        loss_sum, correct, lr = train_epoch(self, epoch, draws, on_step)
+        seen = self.steps_per_epoch * self.batch_size
+        train_loss = self.shard.total(loss_sum).item() / seen  # all ranks' shares
+        check_finite(train_loss, epoch + 1, lr, self.out)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": self.shard.total(correct).item() / seen,
+            "eval_loss": None,
+            "eval_acc": None,
+            "lr": lr,
+        }
+        if (epoch + 1) % self.config.recipe.eval_every == 0 or epoch + 1 == self.config.recipe.epochs:
+            # in fp32 whatever the training precision: the accuracy a run reports is then the
+            # one `tinycifar evaluate` (fp32) reproduces from its weights on any machine
+            row["eval_loss"], row["eval_acc"] = evaluate_loss_acc(self.final_model(), self.eval_data, self.dev)
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def final_model(self) -> nn.Module:
+        """The weights a run reports and ships: the averaged ones where the recipe averages."""
+        return self.parts.averager.final(self.parts.model)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            **self.parts.state_dict(),
+            "epoch": len(self.history) - 1,
+            "config": self.config.to_dict(),
+            "history": self.history,
+        }
+
+    def metrics(self, started: float) -> dict[str, Any]:
+        final = self.final_model()
+        self.shard.check_in_sync(final)
+        last = self.history[-1]
+        return {
+            "model": self.config.model,
+            "seed": self.config.seed,
+            # every parameter counts against the 100k budget, frozen ones (fastnet's
+            # whitening filters) too, as in `tinycifar summary`
+            "params": sum(p.numel() for p in final.parameters()),
+            "trainable_params": sum(p.numel() for p in final.parameters() if p.requires_grad),
+            "epochs": self.config.recipe.epochs,
+            "precision": self.config.precision,
+            "eval_on": self.config.eval_on,
+            "eval_acc": last["eval_acc"],
+            "eval_loss": last["eval_loss"],
+            "train_seconds": sum(r["seconds"] for r in self.history),
+            "wall_seconds": None if self.resumed else time.perf_counter() - started,
+            "processes": self.shard.world,
+        }
+
+    def environment(self) -> dict[str, Any]:
+        return environment(self.dev, self.config.precision)
+
+
+def train_epoch(
+    run: Run, epoch: int, draws: Draws, on_step: Callable[[], None] = lambda: None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One pass over the epoch's batches in the order of ``draws`` (already on the device),
+    each process training its shard of every batch.
 
     Returns this process's summed loss and correct count, still on the device, and the last
     learning rate. No step waits on the host (a GPU test holds it to that): the caller reads
     the sums once, after the epoch.
     """
-    images, labels = data
-    batch_size = min(recipe.batch_size, len(images))
-    loss_sum = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    lr = optimizer.param_groups[0]["lr"]
-    for step in steps:
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
-        x, target, y = augmentation.batch(images, labels, draws[shard.rows(step, batch_size)], dev, targets)
-        loss, logits = train_step(net or model, optimizer, x, target, recipe.label_smoothing, precision, dev)
-        scheduler.step()
-        averager.update(model, first_step + step)
+    parts, recipe = run.parts, run.config.recipe
+    images, labels = run.train
+    loss_sum = torch.zeros((), device=run.dev)
+    correct = torch.zeros((), device=run.dev, dtype=torch.long)
+    lr = parts.optimizer.param_groups[0]["lr"]
+    for step in range(run.steps_per_epoch):
+        lr = parts.optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
+        rows = draws[run.shard.rows(step, run.batch_size)]
+        x, target, y = parts.augmentation.batch(images, labels, rows, run.dev, run.targets)
+        loss, logits = train_step(
+            parts.net, parts.optimizer, x, target, recipe.label_smoothing, run.config.precision, run.dev
+        )
+        parts.scheduler.step()
+        parts.averager.update(parts.model, epoch * run.steps_per_epoch + step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
+        on_step()
     return loss_sum, correct, lr
-
-
-# Seeds are mixed with the epoch number into torch's 64-bit seed (``_epoch_seed``).
-MAX_SEED = 2**32 - 1
-
-WHITENING_IMAGES = 5000  # patches of this many training images fit the whitening stem
 
 
 def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) -> None:
@@ -121,15 +378,17 @@ def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) ->
             m.fit(sample)
 
 
-
-
-def with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved config, its recipe completed with fields added since the run began: each new
-    field's default is the behaviour before it existed, so such a run still resumes."""
+def _saved_run(out: Path) -> dict[str, Any]:
+    """The checkpoint a resume continues: its configuration, state and history, checked."""
+    state = load_checkpoint(out)
+    check_run_state(state, out)
     try:
-        return {**config, "recipe": dataclasses.asdict(recipe_from_dict(config["recipe"]))}
-    except (KeyError, TypeError, TinyCifarError):  # not a recipe this version knows: it differs
-        return config
+        config = RunConfig.from_dict(state["config"])
+    except TinyCifarError as e:
+        raise TinyCifarError(
+            f"the checkpoint in {out}: {e}; start a new run with --overwrite or another --out"
+        ) from None
+    return {"config": config, "state": state, "history": [records.row(r) for r in state["history"]]}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -141,195 +400,16 @@ def check_writable(out: Path) -> None:
     writable_dir(out, "--out", "choose a folder you can write to")
 
 
-def fit(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
-        eval_name: str = "test", seed: int = 0, device: str = "auto", resume: bool = False,
-        progress: bool = True, log=print, precision: str = "auto",
-        time_budget: float | None = None, compile: bool = False, model_args: dict[str, Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        teacher: torch.Tensor | None = None) -> dict[str, Any]:
-    """Train ``model_name`` on ``train``; evaluate on ``eval_data`` every ``eval_every`` epochs.
-
-    With ``time_budget`` (seconds) the number of epochs is chosen so that the whole
-    schedule ends within it (see :mod:`tinycifar.budget`). ``compile`` runs the model through
-    ``torch.compile`` (worth it on a GPU, where the first epoch pays for it). ``model_args``
-    go to the model's constructor (widths, say); ``on_epoch`` sees each epoch's log row
-    once it is saved (a sweep reports it to its pruner, and may stop the run). ``teacher`` holds
-    a teacher's class probabilities for the rows of ``train`` (:mod:`tinycifar.distill`),
-    blended into the targets by ``recipe.distill``. Writes config, environment,
-    per-epoch log, checkpoints, final weights, metrics and plots into ``out``; returns the
-    final metrics. Under ``torchrun`` each process trains its share of every batch
-    (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and logs.
-    """
-    started = time.perf_counter()
-    check_teacher(recipe.distill, teacher is not None)
-    if teacher is not None and teacher.shape != (len(train[0]), 10):
-        raise TinyCifarError(f"the teacher has {tuple(teacher.shape)} probabilities for {len(train[0]):,} "
-                             "training images: give one row of 10 for each, in the same order")
-    shard, dev = distributed.from_env(resolve_device(device), min(recipe.batch_size, len(train[0])))
-    if time_budget is not None and shard.world > 1:
-        raise TinyCifarError("--time is not available under torchrun: give --epochs")
-    run_dir = Path(out)  # where a resumed run's checkpoint is read from, by every rank
-    out = run_dir if shard.is_main else Path(tempfile.mkdtemp(prefix=f"tinycifar-rank{shard.rank}-"))
-    if not shard.is_main:  # the other ranks write a scratch copy, silently
-        log, progress = (lambda *_: None), False
-    check_writable(out)
-    # The lock keeps a second writer out while this run is live; a folder that holds
-    # another run is never started over (the command clears it first on --overwrite).
-    with run_lock(out) if shard.is_main else contextlib.nullcontext():
-        if not resume:
-            refuse_existing_run(out)
-        precision = resolve_precision(precision, dev)
-        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-        images, labels = train
-        batch_size = min(recipe.batch_size, len(images))
-        steps_per_epoch = len(images) // batch_size  # drop the ragged last batch: BN needs full ones
-
-        if time_budget is not None:
-            recipe = _recipe_for_budget(model_name, recipe, out, train, eval_data, dev, precision,
-                                        time_budget - (time.perf_counter() - started), resume, log,
-                                        model_args or {})
-        config = {"model": model_name, "recipe": dataclasses.asdict(recipe), "seed": seed,
-                  "eval_on": eval_name, "train_images": len(images), "eval_images": len(eval_data[0]),
-                  "precision": precision, "time_budget_s": time_budget,
-                  **({"processes": shard.world} if shard.world > 1 else {}),
-                  **({"model_args": model_args} if model_args else {}),
-                  **({"teacher": fingerprint(teacher.cpu())} if teacher is not None else {})}
-
-        torch.manual_seed(seed)
-        # ignored below: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
-        model = build_model(model_name, model_args).to(dev)
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        init_from_data(model, images, dev)
-        if compile:
-            model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
-        net = shard.wrap(model)  # what the steps run: DistributedDataParallel under torchrun
-        optimizer = make_optimizer(model, recipe)
-        total_steps = recipe.epochs * steps_per_epoch
-        warmup = round(recipe.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total_steps, warmup))
-        averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total_steps)
-        augmentation = Augmentation.from_recipe(recipe, len(images), seed)
-
-        history: list[dict[str, Any]] = []
-        start_epoch = 0
-        if resume:
-            state = load_checkpoint(run_dir)
-            check_run_state(state, run_dir)
-            if with_recipe_defaults(state["config"]) != config:
-                raise TinyCifarError(f"--resume: the run in {run_dir} was started with a different "
-                                     "configuration (model, recipe, seed, data or precision); resume it "
-                                     "with the same options, or start a new run in another --out")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            averager.load_state_dict(state["averager"])
-            history, start_epoch = state["history"], state["epoch"] + 1
-            # The log may hold an epoch the checkpoint does not (killed in between, or resumed
-            # from previous.pt): the checkpoint's history is the truth.
-            _write_log(out, history)
-            log(f"resuming {run_dir} after epoch {start_epoch} of {recipe.epochs}")
-        else:
-            write_json(out / "config.json", config)
-            write_json(out / "environment.json", environment(dev, precision))
-            _write_log(out, history)
-        log(f"precision {describe_precision(precision, dev)} on {device_name(dev)}")
-
-        log(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {eval_name + '_loss':>10} "
-            f"{eval_name + '_acc':>9} {'lr':>8} {'seconds':>7}")
-        for row in history:
-            log(_format_row(row, eval_name))
-        device_data = images.to(dev), labels.to(dev)  # the whole set stays on the device (uint8)
-        targets = blend(teacher.float().cpu(), labels, recipe.distill).to(dev) if teacher is not None else None
-        for epoch in range(start_epoch, recipe.epochs):
-            t0 = time.perf_counter()
-            g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # data order, augmentation
-            torch.manual_seed(_epoch_seed(seed, epoch))  # dropout, if a model has any
-            model.train()
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False,
-                       disable=not progress, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
-            loss_sum, correct, lr = train_epoch(model, optimizer, scheduler, averager, augmentation,
-                                                augmentation.draw(epoch, g, dev), device_data, recipe,
-                                                precision, dev, bar, first_step=epoch * steps_per_epoch,
-                                                shard=shard, net=net, targets=targets)
-            # all ranks' shares
-            loss_total, correct_total = shard.total(loss_sum).item(), shard.total(correct).item()
-            seen = steps_per_epoch * batch_size
-            check_finite(loss_total / seen, epoch + 1, lr, out)
-            row = {"epoch": epoch + 1, "train_loss": loss_total / seen, "train_acc": correct_total / seen,
-                   f"{eval_name}_loss": None, f"{eval_name}_acc": None, "lr": lr}
-            if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-                # in fp32 whatever the training precision: the accuracy a run reports is then the
-                # one `tinycifar evaluate` (fp32) reproduces from its weights on any machine
-                row[f"{eval_name}_loss"], row[f"{eval_name}_acc"] = evaluate_loss_acc(
-                    averager.final(model), eval_data, dev)
-            row["seconds"] = time.perf_counter() - t0
-            history.append(row)
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "averager": averager.state_dict(),
-                             "epoch": epoch, "config": config, "history": history}, out)
-            _write_log(out, history)
-            log(_format_row(row, eval_name))
-            if on_epoch is not None:
-                on_epoch(row)
-
-        final_model = averager.final(model)
-        shard.check_in_sync(final_model)
-        # held_out: a teacher made of these weights must not judge a student on images they saw.
-        save_weights(final_model, out / "model.safetensors",
-                     {"model": model_name, "seed": str(seed), "epochs": str(recipe.epochs),
-                      "held_out": str(len(eval_data[0]) if eval_name == "val" else 0),
-                      # evaluate, predict, export and soft-labels rebuild the network from these
-                      **({"model_args": json.dumps(model_args)} if model_args else {})})
-        last = history[-1]
-        metrics = {"model": model_name, "seed": seed,
-                   # every parameter counts against the 100k budget, frozen ones (fastnet's
-                   # whitening filters) too, as in `tinycifar summary`
-                   "params": sum(p.numel() for p in final_model.parameters()),
-                   "trainable_params": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
-                   "epochs": recipe.epochs, "precision": precision,
-                   f"final_{eval_name}_acc": last[f"{eval_name}_acc"],
-                   f"final_{eval_name}_loss": last[f"{eval_name}_loss"],
-                   "train_seconds": sum(r["seconds"] for r in history),
-                   "wall_seconds": time.perf_counter() - started if not resume else None,
-                   **({"processes": shard.world} if shard.world > 1 else {})}
-        write_json(out / "metrics.json", metrics)
-        plot_history(history, eval_name, out / "curves.png")
-        if not shard.is_main:
-            shutil.rmtree(out, ignore_errors=True)
-        shard.close()
-        return metrics
-
-
-def plan_for_budget(model_name: str, recipe: Recipe, train: Data, eval_data: Data, dev: torch.device,
-                    precision: str, seconds: float, model_args: dict[str, Any] | None = None) -> Plan:
-    """How many epochs of ``recipe`` fit ``seconds`` here, timed on a throw-away model."""
+def plan_for_budget(config: RunConfig, train: Data, eval_data: Data, dev: torch.device, seconds: float) -> Plan:
+    """How many epochs of ``config``'s recipe fit ``seconds`` here (in its resolved
+    precision), timed on a throw-away model."""
     from tinycifar.budget import epochs_within
 
-    # ignored below: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
-    model = build_model(model_name, model_args).to(dev)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return epochs_within(seconds, model, make_optimizer(model, recipe), recipe, train, eval_data, dev,
-                         precision)
-
-
-def _recipe_for_budget(model_name: str, recipe: Recipe, out: Path, train: Data, eval_data: Data,
-                       dev: torch.device, precision: str, seconds: float, resume: bool, log,
-                       model_args: dict[str, Any]) -> Recipe:
-    """The recipe with as many epochs as fit ``seconds``; a resumed run keeps its own."""
-    if resume:
-        state = load_checkpoint(out)
-        check_run_state(state, out)
-        saved = with_recipe_defaults(state["config"]).get("recipe")
-        if not isinstance(saved, dict) or "epochs" not in saved:
-            raise TinyCifarError(f"the checkpoint in {out} records no recipe this version reads: start a new run "
-                                 "with --overwrite or another --out")
-        return dataclasses.replace(recipe, epochs=saved["epochs"], warmup_epochs=saved["warmup_epochs"])
-    plan = plan_for_budget(model_name, recipe, train, eval_data, dev, precision, seconds, model_args)
-    log(plan.describe())
-    # Warm-up keeps its share of the schedule, and is never longer than the run.
-    warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
-    return dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
+    model = build_model(config.model, config.model_args).to(dev)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as in Parts.build
+    return epochs_within(
+        seconds, model, make_optimizer(model, config.recipe), config.recipe, train, eval_data, dev, config.precision
+    )
 
 
 def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device) -> tuple[float, float]:
@@ -339,20 +419,20 @@ def evaluate_loss_acc(model: nn.Module, data: Data, dev: torch.device) -> tuple[
     return F.cross_entropy(logits, data[1]).item(), metrics_from_logits(logits, data[1])["accuracy"]
 
 
-def _format_row(row: dict[str, Any], eval_name: str) -> str:
-    loss, acc = row[eval_name + "_loss"], row[eval_name + "_acc"]
-    evaluated = f"{loss:>10.4f} {acc:>9.2%}" if acc is not None else f"{'-':>10} {'-':>9}"
-    return (f"{row['epoch']:>5} {row['train_loss']:>10.4f} {row['train_acc']:>9.2%} "
-            f"{evaluated} {row['lr']:>8.4f} {row['seconds']:>7.1f}")
-
-
 def environment(dev: torch.device, precision: str = "fp32") -> dict[str, Any]:
     cpu = cpu_info()
-    return {"torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu": cpu["model"], "cpu_flags": cpu["flags"],
-            "device": str(dev), "precision": precision, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu["model"],
+        "cpu_flags": cpu["flags"],
+        "device": str(dev),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
+    }
 
 
 def device_name(dev: torch.device) -> str:
@@ -362,37 +442,16 @@ def device_name(dev: torch.device) -> str:
     return f"{cpu['model']} ({', '.join(cpu['flags']) or 'no AVX flags'}), {torch.get_num_threads()} threads"
 
 
-def plot_history(history: list[dict[str, Any]], eval_name: str, path: Path) -> None:
-    fig = new_figure(10, 4)
-    ax1, ax2 = fig.subplots(1, 2)
-    for split, style in (("train", "-"), (eval_name, "o--")):
-        label = "train (label-smoothed)" if split == "train" else split
-        rows = [r for r in history if r[f"{split}_acc"] is not None]  # eval_every skips some
-        ax1.plot([r["epoch"] for r in rows], [r[f"{split}_loss"] for r in rows], style, label=label)
-        ax2.plot([r["epoch"] for r in rows], [100 * r[f"{split}_acc"] for r in rows], style, label=split)
-    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
-    # Rewritten whole (a few KB) rather than appended: a crash leaves the last whole log,
-    # and a symlink planted as log.jsonl is replaced, not written through.
-    write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-
-
 def check_finite(train_loss: float, epoch: int, lr: float, out: Path) -> None:
     """End a run whose training loss is no longer a number, before its weights are saved:
     the checkpoint in ``out`` stays the last finite one. Checked once an epoch, when the
     loss is read anyway, so no step waits on the device."""
     if not math.isfinite(train_loss):
-        raise TinyCifarError(f"training diverged: the loss of epoch {epoch} is {train_loss} at learning rate "
-                             f"{lr:.4g}; {out} keeps the last finite checkpoint. Lower --lr (or raise "
-                             "--warmup-epochs) and start again in another --out")
+        raise TinyCifarError(
+            f"training diverged: the loss of epoch {epoch} is {train_loss} at learning rate "
+            f"{lr:.4g}; {out} keeps the last finite checkpoint. Lower --lr (or raise "
+            "--warmup-epochs) and start again in another --out"
+        )
 
 
 # What a checkpoint of this loop holds; a file lacking any of it was not written here.
@@ -404,29 +463,29 @@ def check_run_state(state: dict[str, Any], run_dir: Path) -> None:
     history is written back to the log, so its size and shape are bounded first."""
     missing = [k for k in STATE_KEYS if k not in state]
     history, epoch = state.get("history"), state.get("epoch")
-    problem = (f"it lacks {', '.join(missing)}" if missing
-               else "its config is not a dict" if not isinstance(state["config"], dict)
-               else "its epoch is not a whole number" if type(epoch) is not int
-               else "its history does not match its epoch" if not (isinstance(history, list)
-                                                                 and len(history) == epoch + 1 <= MAX_EPOCHS)
-               else "its history rows are not records of numbers" if not all(_is_log_row(r) for r in history)
-               else None)
+    problem = (
+        f"it lacks {', '.join(missing)}"
+        if missing
+        else "its config is not a dict"
+        if not isinstance(state["config"], dict)
+        else "its epoch is not a whole number"
+        if type(epoch) is not int
+        else "its history does not match its epoch"
+        if not (isinstance(history, list) and len(history) == epoch + 1 <= MAX_EPOCHS)
+        else "its history rows are not records of numbers"
+        if not all(_is_log_row(r) for r in history)
+        else None
+    )
     if problem:
-        raise TinyCifarError(f"the checkpoint in {run_dir} is not a resumable tinycifar run ({problem}): start a "
-                             "new run with --overwrite or another --out")
+        raise TinyCifarError(
+            f"the checkpoint in {run_dir} is not a resumable tinycifar run ({problem}): start a "
+            "new run with --overwrite or another --out"
+        )
 
 
 def _is_log_row(row: Any) -> bool:
-    return (isinstance(row, dict) and len(row) <= 16
-            and all(isinstance(k, str) and len(k) <= 32 and (v is None or type(v) in (int, float))
-                    for k, v in row.items()))
-
-
-
-
-
-
-
-
-
-
+    return (
+        isinstance(row, dict)
+        and len(row) <= 16
+        and all(isinstance(k, str) and len(k) <= 32 and (v is None or type(v) in (int, float)) for k, v in row.items())
+    )

@@ -49,8 +49,9 @@ def read_bytes(path: Path | str, cap: int, what: str, fix: str) -> bytes:
         if stat.S_ISDIR(mode):
             raise TinyCifarError(f"{what} is a folder, not a file: {fix}")
         if not stat.S_ISREG(mode):
-            raise TinyCifarError(f"{what} is not a regular file (a device, FIFO or socket); tinycifar reads "
-                                 f"only plain files: {fix}")
+            raise TinyCifarError(
+                f"{what} is not a regular file (a device, FIFO or socket); tinycifar reads only plain files: {fix}"
+            )
         if st.st_size > cap:
             raise TinyCifarError(f"{what} is {st.st_size:,} bytes, more than tinycifar reads ({cap:,}): {fix}")
         os.set_blocking(fd, True)
@@ -79,6 +80,7 @@ MAX_SAFETENSORS_HEADER = 1 << 20
 
 class SafetensorsHeader(NamedTuple):
     """What a safetensors file declares before its tensor data."""
+
     shapes: dict[str, tuple[int, ...]]
     dtypes: dict[str, str]  # safetensors' names: F32, I64...
     metadata: dict[str, str]
@@ -95,21 +97,25 @@ def safetensors_header(data: bytes) -> SafetensorsHeader:
     if n > MAX_SAFETENSORS_HEADER or 8 + n > len(data):
         raise ValueError(f"header length {n} does not fit the file")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"header is not JSON ({type(e).__name__})") from None
     if not isinstance(header, dict):
         raise ValueError("header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise ValueError("__metadata__ is not a map of strings")
     shapes, dtypes = {}, {}
     for name, info in header.items():
-        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str)
-                and isinstance(info.get("shape"), list)
-                and all(type(d) is int and 0 <= d < 2**40 for d in info["shape"])
-                and len(info["shape"]) <= 8):
+        if not (
+            isinstance(info, dict)
+            and isinstance(info.get("dtype"), str)
+            and isinstance(info.get("shape"), list)
+            and all(type(d) is int and 0 <= d < 2**40 for d in info["shape"])
+            and len(info["shape"]) <= 8
+        ):
             raise ValueError(f"tensor {name[:40]!r} has no valid dtype and shape")
         shapes[name], dtypes[name] = tuple(info["shape"]), info["dtype"]
     return SafetensorsHeader(shapes, dtypes, metadata)
@@ -136,16 +142,26 @@ def check_checkpoint_zip(data: bytes, cap: int) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, IndexError,
-            struct.error, NotImplementedError, UnicodeDecodeError) as e:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        IndexError,
+        struct.error,
+        NotImplementedError,
+        UnicodeDecodeError,
+    ) as e:
         raise ValueError(f"not a torch.save zip ({type(e).__name__})") from None
     total = 0
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"entry {info.filename[:60]!r} is compressed; torch.save stores entries as they are")
         if info.file_size != info.compress_size or info.file_size > len(data):
-            raise ValueError(f"entry {info.filename[:60]!r} declares {info.file_size:,} bytes in a file of "
-                             f"{len(data):,}")
+            raise ValueError(
+                f"entry {info.filename[:60]!r} declares {info.file_size:,} bytes in a file of {len(data):,}"
+            )
         total += info.file_size
     if total > cap:
         raise ValueError(f"its entries add up to {total:,} bytes, over {cap:,}")

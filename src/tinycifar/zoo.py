@@ -25,15 +25,17 @@ def zoo_rows(budget: int = DEFAULT_BUDGET) -> list[dict]:
     rows = []
     for name in list_models():
         s = summarize(create_model(name), budget=budget)
-        rows.append({
-            "name": name,
-            "params": s.total_params,
-            "macs": s.macs,
-            "rf": s.receptive_field,
-            "within_budget": not s.over_budget,
-            "default": name == DEFAULT_MODEL,
-            "description": describe_model(name),
-        })
+        rows.append(
+            {
+                "name": name,
+                "params": s.total_params,
+                "macs": s.macs,
+                "rf": s.receptive_field,
+                "within_budget": not s.over_budget,
+                "default": name == DEFAULT_MODEL,
+                "description": describe_model(name),
+            }
+        )
     return rows
 
 
@@ -59,10 +61,8 @@ def format_zoo(rows: list[dict], budget: int = DEFAULT_BUDGET) -> str:
     out = [line(HEADERS), line(["-" * w for w in widths])]
     out += [line(c) for c in cells]
     out.append("")
-    out.append(f"* default model.  budget: {budget:,} parameters.  "
-               "MACs per 3x32x32 image; RF: theoretical receptive field in pixels.")
+    out.append(
+        f"* default model.  budget: {budget:,} parameters.  "
+        "MACs per 3x32x32 image; RF: theoretical receptive field in pixels."
+    )
     return "\n".join(out)
-
-
-
-

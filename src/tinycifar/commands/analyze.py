@@ -16,8 +16,12 @@ from tinycifar.paths import writable_dir
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_data_flag(parser)
-    parser.add_argument("--out", metavar="DIR", default="analysis", help="where to write the figures (default: analysis)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading CIFAR-10 if it is missing")
+    parser.add_argument(
+        "--out", metavar="DIR", default="analysis", help="where to write the figures (default: analysis)"
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading CIFAR-10 if it is missing"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,4 +55,3 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-

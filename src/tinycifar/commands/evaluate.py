@@ -25,22 +25,35 @@ from tinycifar.pretrained import load_forward
 def configure_parser(p: argparse.ArgumentParser) -> None:
     add_weights_flags(p)
     add_data_flag(p)
-    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
-                   help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
-                        "with ONNX Runtime instead of PyTorch weights")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
+        "with ONNX Runtime instead of PyTorch weights",
+    )
     add_device_flag(p)
     add_precision_flag(p)
-    p.add_argument("--tta", action="store_true",
-                   help="also report accuracy with horizontal-flip test-time augmentation")
-    p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
-                   help="where to write metrics.json and the figures (default: evaluation)")
-    p.add_argument("--batch-size", type=whole_number(1), default=1000, metavar="N",
-                   help="images per forward pass (default: 1000)")
+    p.add_argument(
+        "--tta", action="store_true", help="also report accuracy with horizontal-flip test-time augmentation"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("evaluation"),
+        metavar="DIR",
+        help="where to write metrics.json and the figures (default: evaluation)",
+    )
+    p.add_argument(
+        "--batch-size", type=whole_number(1), default=1000, metavar="N", help="images per forward pass (default: 1000)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    name, weights, runs_as, forward = load_forward(args.model, args.weights, args.onnx, args.device,
-                                                   args.precision, args.batch_size)
+    name, weights, runs_as, forward = load_forward(
+        args.model, args.weights, args.onnx, args.device, args.precision, args.batch_size
+    )
     out = Path(args.out)
     # Before the test set and the forward passes: fail fast.
     writable_dir(out, "--out", "choose another folder with --out")
@@ -54,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {name}, weights {weights}, {runs_as}: {metrics['n_images']} test images in {seconds:.1f} s")
     print(f"accuracy: {percent(metrics['accuracy'])} ({metrics['correct']}/{metrics['n_images']})")
     if args.tta:
-        print(f"accuracy with flip TTA: {percent(metrics['tta_accuracy'])} "
-              f"({metrics['tta_correct']}/{metrics['n_images']})")
+        print(
+            f"accuracy with flip TTA: {percent(metrics['tta_accuracy'])} "
+            f"({metrics['tta_correct']}/{metrics['n_images']})"
+        )
     print()
     print("per class (without TTA):")
     print(format_per_class(metrics))
@@ -73,4 +88,3 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-

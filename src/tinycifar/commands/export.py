@@ -28,14 +28,29 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     from tinycifar.commands.flags import add_data_flag, whole_number
 
     add_weights_flags(p)
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.onnx",
-                   help="the fp32 ONNX file to write; with --int8 the int8 file goes beside it as FILE.int8.onnx")
-    p.add_argument("--int8", action="store_true",
-                   help="also write a statically quantised int8 file (QDQ, per-channel weights)")
-    p.add_argument("--calibration-images", type=whole_number(1, 50_000), default=CALIBRATION_IMAGES, metavar="N",
-                   help=f"training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES})")
-    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHOD,
-                   help=f"how activation ranges are set from them (default: {CALIBRATION_METHOD})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.onnx",
+        help="the fp32 ONNX file to write; with --int8 the int8 file goes beside it as FILE.int8.onnx",
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="also write a statically quantised int8 file (QDQ, per-channel weights)"
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=whole_number(1, 50_000),
+        default=CALIBRATION_IMAGES,
+        metavar="N",
+        help=f"training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES})",
+    )
+    p.add_argument(
+        "--calibration-method",
+        choices=CALIBRATION_METHODS,
+        default=CALIBRATION_METHOD,
+        help=f"how activation ranges are set from them (default: {CALIBRATION_METHOD})",
+    )
     add_data_flag(p, ", for the check and the calibration")
 
 
@@ -59,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
     torch_logits = predict_logits(model, test_images, torch.device("cpu"))
     onnx_logits = OnnxClassifier(out).logits(test_images)
     check = compare(torch_logits, onnx_logits)
-    rows = [("PyTorch fp32", None, metrics_from_logits(torch_logits, test_labels)["accuracy"]),
-            (f"ONNX fp32 {out}", out.stat().st_size, metrics_from_logits(onnx_logits, test_labels)["accuracy"])]
-    print(f"wrote {out}: ONNX Runtime vs PyTorch on the {len(test_images):,} test images: largest logit "
-          f"difference {check['max_abs_logit_diff']:.2e}, top-1 agreement {check['top1_agreement']:.2%}")
+    rows = [
+        ("PyTorch fp32", None, metrics_from_logits(torch_logits, test_labels)["accuracy"]),
+        (f"ONNX fp32 {out}", out.stat().st_size, metrics_from_logits(onnx_logits, test_labels)["accuracy"]),
+    ]
+    print(
+        f"wrote {out}: ONNX Runtime vs PyTorch on the {len(test_images):,} test images: largest logit "
+        f"difference {check['max_abs_logit_diff']:.2e}, top-1 agreement {check['top1_agreement']:.2%}"
+    )
     if args.int8:
         train_images, _ = load_cifar10("train", args.data_dir)
         q = int8_path(out)
@@ -73,4 +92,3 @@ def run(args: argparse.Namespace) -> int:
     for label, size, acc in rows:
         print(f"{label:<48}{'' if size is None else f'{size / 1000:.1f} KB':>10}{acc:>15.2%}")
     return 0
-

@@ -32,31 +32,49 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
 
 def add_data_flag(parser: argparse.ArgumentParser, use: str = "") -> None:
     """``--data-dir``, the same in every command; ``use`` says what the command reads it for."""
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help=f"folder holding cifar-10-batches-py/{use} (default: $TINYCIFAR_DATA, else the user cache dir)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help=f"folder holding cifar-10-batches-py/{use} (default: $TINYCIFAR_DATA, else the user cache dir)",
+    )
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (default: auto, a CUDA GPU when torch sees one)")
-
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to run (default: auto, a CUDA GPU when torch sees one)",
+    )
 
 
 def add_precision_flag(parser: argparse.ArgumentParser) -> None:
     """``--precision``, the same for train, evaluate and predict."""
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="fp32; bf16 autocast (fast only where the CPU or GPU runs bf16 natively); "
-                             "auto: bf16 where it is native, else fp32 (default)")
-
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="fp32; bf16 autocast (fast only where the CPU or GPU runs bf16 natively); "
+        "auto: bf16 where it is native, else fp32 (default)",
+    )
 
 
 def add_weights_flags(parser: argparse.ArgumentParser) -> None:
     """``--model`` and ``--weights``, the same for evaluate, predict and export."""
-    parser.add_argument("--model", default=None, metavar="NAME",
-                        help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})")
-    parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                        help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)")
-
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help=f"model name (default: the one the --weights file names, else {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="safetensors weights, e.g. a run's model.safetensors (default: the shipped pretrained weights)",
+    )
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,15 +84,20 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
         assert isinstance(f.type, str)  # recipe.py's `from __future__ import annotations`: the annotation's text
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f.metadata["help"])
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"]
+            )
         else:
-            group.add_argument(flag, dest=f.name, type={"int": int, "float": float}[f.type],
-                               default=None, metavar=f.name.upper(), help=f.metadata["help"])
+            group.add_argument(
+                flag,
+                dest=f.name,
+                type={"int": int, "float": float}[f.type],
+                default=None,
+                metavar=f.name.upper(),
+                help=f.metadata["help"],
+            )
 
 
 def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
-    changes = {f.name: getattr(args, f.name) for f in fields(Recipe)
-               if getattr(args, f.name, None) is not None}
+    changes = {f.name: getattr(args, f.name) for f in fields(Recipe) if getattr(args, f.name, None) is not None}
     return dataclasses.replace(recipe, **changes)
-

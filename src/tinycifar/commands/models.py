@@ -10,12 +10,16 @@ from tinycifar.zoo import format_zoo, zoo_rows
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
-                        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
+    parser.add_argument(
+        "--budget",
+        type=whole_number(0),
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     budget = getattr(args, "budget", DEFAULT_BUDGET)
     print(format_zoo(zoo_rows(budget), budget))
     return 0
-

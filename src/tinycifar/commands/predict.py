@@ -18,11 +18,22 @@ from tinycifar.pretrained import load_forward
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
     add_weights_flags(p)
-    p.add_argument("--onnx", type=Path, default=None, metavar="FILE",
-                   help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights",
+    )
     add_device_flag(p)
     add_precision_flag(p)
-    p.add_argument("--top-k", type=whole_number(1, len(CLASSES)), default=3, metavar="K", help="classes to show per image (default: 3)")
+    p.add_argument(
+        "--top-k",
+        type=whole_number(1, len(CLASSES)),
+        default=3,
+        metavar="K",
+        help="classes to show per image (default: 3)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,4 +50,3 @@ def run(args: argparse.Namespace) -> int:
         for name, top in zip(names, top_classes(forward, torch.stack(tensors), args.top_k)):
             print(f"{name}: " + ", ".join(f"{cls} {p:.2f}" for cls, p in top))
     return 1 if failed else 0
-

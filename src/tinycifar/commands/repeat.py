@@ -18,18 +18,38 @@ from tinycifar.runfolder import run_lock
 def configure_parser(p: argparse.ArgumentParser) -> None:
     from tinycifar.commands.flags import whole_number
 
-    p.add_argument("--seeds", type=whole_number(0, 2**32 - 1), nargs="+", default=[0, 1, 2], metavar="N",
-                   help="seeds to train (default: 0 1 2)")
-    p.add_argument("--workers", type=whole_number(1), default=None, metavar="N",
-                   help="seeds trained at once; the cores are split between them (default: one per core)")
+    p.add_argument(
+        "--seeds",
+        type=whole_number(0, 2**32 - 1),
+        nargs="+",
+        default=[0, 1, 2],
+        metavar="N",
+        help="seeds to train (default: 0 1 2)",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole_number(1),
+        default=None,
+        metavar="N",
+        help="seeds trained at once; the cores are split between them (default: one per core)",
+    )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the runs and summary.json")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN OPTIONS",
-                   help="the tinycifar train options every seed runs with")
+    p.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- TRAIN OPTIONS",
+        help="the tinycifar train options every seed runs with",
+    )
 
 
 # Options of `tinycifar train` that repeat sets itself, with what to use instead.
-_OWN = {"seed": "use --seeds", "out": "use repeat's --out", "resume": "repeat resumes by itself",
-        "plan": "ask `tinycifar train --time ... --plan` for the plan", "overwrite": "use another --out"}
+_OWN = {
+    "seed": "use --seeds",
+    "out": "use repeat's --out",
+    "resume": "repeat resumes by itself",
+    "plan": "ask `tinycifar train --time ... --plan` for the plan",
+    "overwrite": "use another --out",
+}
 
 
 def train_argv(extra: list[str]) -> list[str]:
@@ -75,19 +95,18 @@ def _repeat(args: argparse.Namespace, extra: list[str], out: Path) -> int:
         for s, f in futures.items():
             try:
                 results[s] = f.result()
-                print(f"seed {s}: {final_accuracy(results[s])[1]:.2%} in "
-                      f"{results[s]['train_seconds']:.0f} s of training")
+                print(f"seed {s}: {final_accuracy(results[s]):.2%} in {results[s]['train_seconds']:.0f} s of training")
             except TinyCifarError as e:
                 failures.append(str(e))
     if failures:
         raise TinyCifarError("; ".join(failures))
     summary = summarize(results)
-    summary.update(command=extra, workers=workers, threads_each=threads,
-                   wall_seconds=time.perf_counter() - started)
+    summary.update(command=extra, workers=workers, threads_each=threads, wall_seconds=time.perf_counter() - started)
     write_json(out / "summary.json", summary)
     values = ", ".join(f"{v:.2%}" for v in summary["values"])
-    print(f"{summary['metric']}: {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % "
-          f"(seeds {', '.join(map(str, summary['seeds']))}: {values})")
+    print(
+        f"{summary['eval_on']} accuracy: {100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % "
+        f"(seeds {', '.join(map(str, summary['seeds']))}: {values})"
+    )
     print(f"wrote {out / 'summary.json'}")
     return 0
-

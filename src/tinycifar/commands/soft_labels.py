@@ -13,26 +13,42 @@ from tinycifar.errors import TinyCifarError
 def configure_parser(p: argparse.ArgumentParser) -> None:
     from tinycifar.commands.flags import add_data_flag, add_device_flag, add_precision_flag
 
-    p.add_argument("--weights", type=Path, action="append", required=True, metavar="FILE",
-                   help="a trained model's weights (a run's model.safetensors); repeat for an ensemble")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a trained model's weights (a run's model.safetensors); repeat for an ensemble",
+    )
     p.add_argument("--out", type=Path, required=True, help="the soft-labels file to write")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="soften each model's probabilities: softmax(logits / T) (default 1)")
-    p.add_argument("--val-split", type=int, default=0, metavar="N",
-                   help="also report each model's accuracy on the N held-out images of `train --val-split N` "
-                        "(the file always covers all 50,000 training images)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="soften each model's probabilities: softmax(logits / T) (default 1)",
+    )
+    p.add_argument(
+        "--val-split",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also report each model's accuracy on the N held-out images of `train --val-split N` "
+        "(the file always covers all 50,000 training images)",
+    )
     add_device_flag(p)
     add_data_flag(p)
     add_precision_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinycifar.data import load_cifar10, split_indices, train_size
+    from tinycifar.data import load_cifar10, train_size
     from tinycifar.evaluate import metrics_from_logits
     from tinycifar.inference import resolve_device
     from tinycifar.paths import writable_dir
     from tinycifar.precision import resolve_precision
     from tinycifar.pretrained import load_model, resolve_model_name, weights_metadata
+    from tinycifar.splits import split_indices
 
     # Every option and file is checked before the data is loaded (or downloaded).
     if not args.temperature > 0:
@@ -57,15 +73,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"the ensemble of {len(models)}: {acc:.2%} on the same images")
     agree = metrics_from_logits(probs.log(), labels)["accuracy"]
     known = [h for h in helds if h is not None]
-    save_soft_labels(probs, args.out, {
-        "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
-        "temperature": str(args.temperature), "images": f"CIFAR-10 training set, {len(images):,} in file order",
-        **({"held_out": str(min(known))} if len(known) == len(helds) else {})})
+    save_soft_labels(
+        probs,
+        args.out,
+        {
+            "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
+            "temperature": str(args.temperature),
+            "images": f"CIFAR-10 training set, {len(images):,} in file order",
+            **({"held_out": str(min(known))} if len(known) == len(helds) else {}),
+        },
+    )
     # How soft the targets are: teachers trained with label smoothing or mixing give
     # targets far from one-hot even where they are right, which a share or a
     # temperature should be chosen against.
     true_p = probs.gather(1, labels[:, None].long()).mean().item()
-    print(f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}, "
-          f"mean probability of the true label {true_p:.1%}")
+    print(
+        f"wrote {args.out}: {len(images):,} images, teacher's label = true label for {agree:.2%}, "
+        f"mean probability of the true label {true_p:.1%}"
+    )
     return 0
-

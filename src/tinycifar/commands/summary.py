@@ -12,12 +12,27 @@ from tinycifar.summary import DEFAULT_INPUT_SIZE, format_summary, summarize
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from tinycifar.models import DEFAULT_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                        help=f"registered model name (default: {DEFAULT_MODEL}; see `tinycifar models`)")
-    parser.add_argument("--budget", type=whole_number(0), default=DEFAULT_BUDGET, metavar="N",
-                        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})")
-    parser.add_argument("--input-size", type=whole_number(1), nargs=3, default=list(DEFAULT_INPUT_SIZE),
-                        metavar=("C", "H", "W"), help="input image size (default: 3 32 32)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME",
+        help=f"registered model name (default: {DEFAULT_MODEL}; see `tinycifar models`)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=whole_number(0),
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=whole_number(1),
+        nargs=3,
+        default=list(DEFAULT_INPUT_SIZE),
+        metavar=("C", "H", "W"),
+        help="input image size (default: 3 32 32)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,4 +41,3 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.model)
     print(format_summary(summarize(model, input_size=args.input_size, budget=args.budget)))
     return 0
-

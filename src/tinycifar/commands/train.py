@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from tinycifar import distributed
+from tinycifar.callbacks import ConsoleLog
 from tinycifar.checkpoint import check_resumable, load_checkpoint
 from tinycifar.commands.flags import (
     add_data_flag,
@@ -20,59 +21,83 @@ from tinycifar.commands.flags import (
     apply_overrides,
     whole_number,
 )
-from tinycifar.data import split_indices, train_size
-from tinycifar.distill import check_held_out, check_teacher, held_out, load_soft_labels, training_rows
+from tinycifar.data import train_size
+from tinycifar.distill import check_held_out, check_teacher, held_out, load_soft_labels
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import resolve_device
 from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe, parse_model_args
 from tinycifar.precision import describe as describe_precision
 from tinycifar.precision import resolve_precision
-from tinycifar.recipe import RECIPE_NAMES, Recipe, load_recipe
+from tinycifar.recipe import RECIPE_NAMES, load_recipe
+from tinycifar.runconfig import RunConfig
 from tinycifar.runfolder import clear_run, refuse_existing_run, run_lock
-from tinycifar.train import (
-    MAX_SEED,
-    Data,
-    check_run_state,
-    check_writable,
-    device_name,
-    fit,
-    plan_for_budget,
-    split_validation,
-)
+from tinycifar.splits import Data, split_indices, split_validation, training_rows
+from tinycifar.train import MAX_SEED, check_run_state, check_writable, device_name, fit, plan_for_budget
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    p.add_argument("--recipe", default=None,
-                   help=f"packaged recipe ({', '.join(RECIPE_NAMES)}) or a TOML file (default: the model's "
-                        "own: fast for fastnet, long for sepnet_g31, classic for the others)")
-    p.add_argument("--model-args", default=None, metavar="JSON",
-                   help='constructor arguments of the model, e.g. \'{"widths": [16, 32, 64]}\' (a sweep\'s best.toml names them)')
-    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
-                   help=f"seed of the weights, data order and augmentation, 0 to {MAX_SEED:,} (default: 0)")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help=f"packaged recipe ({', '.join(RECIPE_NAMES)}) or a TOML file (default: the model's "
+        "own: fast for fastnet, long for sepnet_g31, classic for the others)",
+    )
+    p.add_argument(
+        "--model-args",
+        default=None,
+        metavar="JSON",
+        help="constructor arguments of the model, e.g. '{\"widths\": [16, 32, 64]}' (a sweep's best.toml names them)",
+    )
+    p.add_argument(
+        "--seed",
+        type=whole_number(0, MAX_SEED),
+        default=0,
+        help=f"seed of the weights, data order and augmentation, 0 to {MAX_SEED:,} (default: 0)",
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-seedN)")
     add_device_flag(p)
-    p.add_argument("--val-split", type=int, default=0, metavar="N",
-                   help="hold out N training images and report on them instead of the test set "
-                        "(use for any tuning); 0 trains on all 50,000 (default)")
+    p.add_argument(
+        "--val-split",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold out N training images and report on them instead of the test set "
+        "(use for any tuning); 0 trains on all 50,000 (default)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the run already in --out (its checkpoints, weights, logs) and start again")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --out (its checkpoints, weights, logs) and start again",
+    )
     add_data_flag(p)
     add_precision_flag(p)
-    p.add_argument("--time", default=None, metavar="DURATION",
-                   help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs")
-    p.add_argument("--teacher", type=Path, default=None, metavar="FILE",
-                   help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); "
-                        "give its share with --distill")
-    p.add_argument("--plan", action="store_true",
-                   help="with --time: print how many epochs fit the budget on this machine, and exit "
-                        "without training")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (on a GPU: faster epochs after a slow first one)")
+    p.add_argument(
+        "--time",
+        default=None,
+        metavar="DURATION",
+        help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs",
+    )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); give its share with --distill",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="with --time: print how many epochs fit the budget on this machine, and exit without training",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (on a GPU: faster epochs after a slow first one)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recipe_flags(p)
-
 
 
 def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
@@ -85,16 +110,20 @@ def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
     return train, load_cifar10("test", args.data_dir), "test"
 
 
-def _print_plan(args: argparse.Namespace, recipe: Recipe, budget: float, model_args: dict[str, Any]) -> int:
+def _print_plan(args: argparse.Namespace, config: RunConfig) -> int:
     """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
+    seconds = config.time_budget_s
+    assert seconds is not None  # --plan without --time is refused first
     train, eval_data, _ = _load_data(args)
-    dev = resolve_device(args.device)
-    precision = resolve_precision(args.precision, dev)
-    torch.backends.cudnn.benchmark = True  # as fit() sets it, so the steps are timed alike
-    plan = plan_for_budget(args.model, recipe, train, eval_data, dev, precision, budget, model_args)
-    print(f"{args.model}, batch {recipe.batch_size}, {len(train[0]):,} training images, precision "
-          f"{describe_precision(precision, dev)} on {device_name(dev)}: "
-          f"{plan.describe()}")
+    dev = resolve_device(config.device)
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, dev))
+    torch.backends.cudnn.benchmark = True  # as a run sets it, so the steps are timed alike
+    plan = plan_for_budget(config, train, eval_data, dev, seconds)
+    print(
+        f"{config.model}, batch {config.recipe.batch_size}, {len(train[0]):,} training images, precision "
+        f"{describe_precision(config.precision, dev)} on {device_name(dev)}: "
+        f"{plan.describe()}"
+    )
     print(f"plan: {plan.epochs} epochs")
     return 0
 
@@ -108,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_duration(args.time) if args.time is not None else None
     check_teacher(recipe.distill, args.teacher is not None)
     if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
-        raise TinyCifarError("--plan shows the epochs a new run's --time budget buys: give --time "
-                             "(e.g. --time 1h), without --resume, and outside torchrun")
+        raise TinyCifarError(
+            "--plan shows the epochs a new run's --time budget buys: give --time "
+            "(e.g. --time 1h), without --resume, and outside torchrun"
+        )
     split_indices(train_size(), args.val_split)  # checks --val-split
     resolve_device(args.device)  # --device cuda without a GPU
     teacher = None
@@ -121,9 +152,19 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
     say(format_summary(summarize(build_model(args.model, model_args))))  # also checks the arguments
+    config = RunConfig(
+        model=args.model,
+        recipe=recipe,
+        seed=args.seed,
+        model_args=model_args or None,
+        precision=args.precision,
+        time_budget_s=budget,
+        eval_on="val" if args.val_split else "test",
+        device=args.device,
+        compile=args.compile,
+    )
     if args.plan:
-        assert budget is not None  # --plan without --time was refused above
-        return _print_plan(args, recipe, budget, model_args)
+        return _print_plan(args, config)
     if args.resume and args.overwrite:
         raise TinyCifarError("--resume continues the run in --out and --overwrite deletes it: give one of them")
     if args.resume:  # a checkpoint that cannot be resumed is refused before the data is loaded
@@ -137,12 +178,16 @@ def run(args: argparse.Namespace) -> int:
                 say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
         elif not args.resume:
             refuse_existing_run(out)  # before the data is loaded: fail fast
-        train, eval_data, eval_name = _load_data(args)
-        metrics = fit(args.model, recipe, out, train, eval_data, eval_name, seed=args.seed,
-                      device=args.device, resume=args.resume, progress=not args.no_progress,
-                      precision=args.precision, time_budget=budget, compile=args.compile,
-                      model_args=model_args or None, teacher=teacher)
+        train, eval_data, _ = _load_data(args)
+        metrics = fit(
+            config,
+            train,
+            eval_data,
+            out,
+            [ConsoleLog(say, progress=not args.no_progress)],
+            resume=args.resume,
+            teacher=teacher,
+        )
     say(json.dumps(metrics, indent=2))
     say(f"run folder: {out}")
     return 0
-

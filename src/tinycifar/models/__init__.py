@@ -23,8 +23,9 @@ DEFAULT_MODEL = "fastnet"
 DEFAULT_BUDGET = 100_000
 
 
-def register_model(name: str, description: str,
-                   recipe: str = "classic") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, description: str, recipe: str = "classic"
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a constructor under ``name`` with a one-line description and
     the packaged recipe ``tinycifar train`` uses for it unless told otherwise."""
 
@@ -68,8 +69,10 @@ def build_model(name: str, model_args: dict[str, Any] | None = None) -> nn.Modul
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch refusing a size, e.g. -1
         given = json.dumps(model_args)
         given = given if len(given) <= 80 else given[:80] + "..."
-        raise TinyCifarError(f"model {name} does not take the arguments {given} "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise TinyCifarError(
+            f"model {name} does not take the arguments {given} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
 
 
 def _check(name: str) -> None:
@@ -89,6 +92,7 @@ from tinycifar.models import resnet8  # noqa: E402,F401
 from tinycifar.models import seed  # noqa: E402,F401
 # isort: on
 
+
 def parse_model_args(text: str | None) -> dict[str, Any]:
     """``--model-args`` as a JSON object; one clear error otherwise (:func:`build_model` says
     whether the model takes them)."""
@@ -99,5 +103,7 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise TinyCifarError(f"--model-args is not JSON ({e}): write it like '{{\"widths\": [16, 32, 64]}}'") from None
     if not isinstance(values, dict):
-        raise TinyCifarError("--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'")
+        raise TinyCifarError(
+            "--model-args must be a JSON object of constructor arguments, e.g. '{\"widths\": [16, 32, 64]}'"
+        )
     return values

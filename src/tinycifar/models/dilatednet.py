@@ -33,25 +33,24 @@ from tinycifar.models import register_model
 
 
 class DilatedNet(nn.Module):
-    def __init__(self, num_classes: int = 10,
-                 widths: tuple[int, int, int, int] = (24, 40, 64, 128)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int, int] = (24, 40, 64, 128)) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.c1 = nn.Sequential(
-            ConvBNAct(3, w1),                                   # 32x32, rf 3
-            ConvBNAct(w1, w2, stride=2),                        # -> 16x16, rf 5
+            ConvBNAct(3, w1),  # 32x32, rf 3
+            ConvBNAct(w1, w2, stride=2),  # -> 16x16, rf 5
         )
         self.c2 = nn.Sequential(
-            Residual(ConvBNAct(w2, w2)),                        # rf 9
-            Residual(ConvBNAct(w2, w2, dilation=2)),            # 5x5 footprint, rf 17
-            ConvBNAct(w2, w3, stride=2),                        # -> 8x8, rf 21
+            Residual(ConvBNAct(w2, w2)),  # rf 9
+            Residual(ConvBNAct(w2, w2, dilation=2)),  # 5x5 footprint, rf 17
+            ConvBNAct(w2, w3, stride=2),  # -> 8x8, rf 21
         )
         self.c3 = nn.Sequential(
-            Residual(DepthwiseSeparableConv(w3, w3, dilation=2)),   # rf 37
-            DepthwiseSeparableConv(w3, w4, stride=2),           # -> 4x4, rf 45
+            Residual(DepthwiseSeparableConv(w3, w3, dilation=2)),  # rf 37
+            DepthwiseSeparableConv(w3, w4, stride=2),  # -> 4x4, rf 45
         )
         self.c4 = nn.Sequential(
-            Residual(DepthwiseSeparableConv(w4, w4)),           # rf 61
+            Residual(DepthwiseSeparableConv(w4, w4)),  # rf 61
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(w4, num_classes)

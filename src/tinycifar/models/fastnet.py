@@ -23,18 +23,23 @@ from tinycifar.models import register_model
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (24, 40, 64),
-                 logit_scale: float = 1 / 9, stem_stride: int = 1,
-                 pools: tuple[bool, bool, bool] = (True, True, True)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: tuple[int, ...] = (24, 40, 64),
+        logit_scale: float = 1 / 9,
+        stem_stride: int = 1,
+        pools: tuple[bool, bool, bool] = (True, True, True),
+    ) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.whiten = PatchWhitening(3, kernel_size=2, stride=stem_stride)  # → 31×31 at stride 1
         c = self.whiten.out_channels
         self.features = nn.Sequential(
             nn.ReLU(inplace=True),
-            ConvPoolGroup(c, w1, pools[0]),                      # → 15×15
-            ConvPoolGroup(w1, w2, pools[1]),                     # → 7×7
-            ConvPoolGroup(w2, w3, pools[2]),                     # → 3×3
+            ConvPoolGroup(c, w1, pools[0]),  # → 15×15
+            ConvPoolGroup(w1, w2, pools[1]),  # → 7×7
+            ConvPoolGroup(w2, w3, pools[2]),  # → 3×3
         )
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.classifier = nn.Linear(w3, num_classes, bias=False)

@@ -56,10 +56,10 @@ class ResNet8(nn.Module):
         super().__init__()
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            ConvBNAct(3, w1),                       # 32x32
-            BasicStack(w1, w1),                     # 32x32
-            BasicStack(w1, w2, stride=2),           # 16x16
-            BasicStack(w2, w3, stride=2),           # 8x8
+            ConvBNAct(3, w1),  # 32x32
+            BasicStack(w1, w1),  # 32x32
+            BasicStack(w1, w2, stride=2),  # 16x16
+            BasicStack(w2, w3, stride=2),  # 8x8
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(w3, num_classes)

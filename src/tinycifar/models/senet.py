@@ -47,15 +47,14 @@ class SEBasicBlock(nn.Module):
 
 
 class SENet(nn.Module):
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 32, 52),
-                 reduction: int = 4) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 32, 52), reduction: int = 4) -> None:
         super().__init__()
         w0, w1, w2 = widths
         self.features = nn.Sequential(
-            ConvBNAct(3, w0),                       # 32x32
-            ConvBNAct(w0, w1, stride=2),            # -> 16x16
+            ConvBNAct(3, w0),  # 32x32
+            ConvBNAct(w0, w1, stride=2),  # -> 16x16
             SEBasicBlock(w1, reduction),
-            ConvBNAct(w1, w2, stride=2),            # -> 8x8
+            ConvBNAct(w1, w2, stride=2),  # -> 8x8
             SEBasicBlock(w2, reduction),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -27,22 +27,29 @@ class SepNet(FastNet):
     """``pools[i]`` false keeps separable stage ``i`` at the resolution before it;
     ``group_pool`` false keeps the first group at the stem's 31×31."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (32, 80, 144),
-                 depths: tuple[int, int] = (2, 2), pools: tuple[bool, bool] = (True, True),
-                 group_pool: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: tuple[int, ...] = (32, 80, 144),
+        depths: tuple[int, int] = (2, 2),
+        pools: tuple[bool, bool] = (True, True),
+        group_pool: bool = True,
+    ) -> None:
         super().__init__(num_classes)
         w1, w2, w3 = widths
         stages: list[nn.Module] = [ConvPoolGroup(self.whiten.out_channels, w1, pool=group_pool)]
         for c_in, c_out, blocks, pool in zip((w1, w2), (w2, w3), depths, pools):
-            stages.append(nn.Sequential(
-                DepthwiseSeparableConv(c_in, c_out),
-                nn.MaxPool2d(2) if pool else nn.Identity(),
-                *[Residual(DepthwiseSeparableConv(c_out, c_out)) for _ in range(blocks)]))
+            stages.append(
+                nn.Sequential(
+                    DepthwiseSeparableConv(c_in, c_out),
+                    nn.MaxPool2d(2) if pool else nn.Identity(),
+                    *[Residual(DepthwiseSeparableConv(c_out, c_out)) for _ in range(blocks)],
+                )
+            )
         self.features = nn.Sequential(nn.ReLU(inplace=True), *stages)
         self.classifier = nn.Linear(w3, num_classes, bias=False)
 
 
-@register_model("sepnet_g31", "whitening stem, conv group at 31x31, separable residual stages",
-                recipe="long")
+@register_model("sepnet_g31", "whitening stem, conv group at 31x31, separable residual stages", recipe="long")
 def sepnet_g31(num_classes: int = 10, widths: tuple[int, int, int] = (32, 80, 144)) -> nn.Module:
     return SepNet(num_classes, tuple(widths), group_pool=False)

@@ -22,14 +22,14 @@ class TinyNet(nn.Module):
         super().__init__()
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            ConvBNAct(3, w1),                                   # 32×32
-            nn.MaxPool2d(2),                                    # → 16×16
+            ConvBNAct(3, w1),  # 32×32
+            nn.MaxPool2d(2),  # → 16×16
             Residual(ConvBNAct(w1, w1)),
             ConvBNAct(w1, w2),
-            nn.MaxPool2d(2),                                    # → 8×8
+            nn.MaxPool2d(2),  # → 8×8
             Residual(ConvBNAct(w2, w2)),
             DepthwiseSeparableConv(w2, w3),
-            nn.MaxPool2d(2),                                    # → 4×4
+            nn.MaxPool2d(2),  # → 4×4
             DepthwiseSeparableConv(w3, w3),
             ECA(w3),
         )

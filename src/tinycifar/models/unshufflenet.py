@@ -50,22 +50,22 @@ class UnshuffleNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 96)) -> None:
         super().__init__()
         w2, w3, w4 = widths
-        self.stem = PixelUnshuffleDown(3, w2, scale=2)               # -> 16x16
+        self.stem = PixelUnshuffleDown(3, w2, scale=2)  # -> 16x16
         self.c2 = nn.Sequential(
             ConvBNAct(w2, w2),
             Residual(ConvBNAct(w2, w2)),
         )
         self.c3 = nn.Sequential(
-            DepthwiseSeparableConv(w2, w3, stride=2),                # -> 8x8
+            DepthwiseSeparableConv(w2, w3, stride=2),  # -> 8x8
             Residual(DepthwiseSeparableConv(w3, w3)),
         )
         self.c4 = nn.Sequential(
-            DepthwiseSeparableConv(w3, w4, stride=2),                # -> 4x4
+            DepthwiseSeparableConv(w3, w4, stride=2),  # -> 4x4
             Residual(DepthwiseSeparableConv(w4, w4)),
         )
-        self.up4 = PixelShuffleUp(w4, w3, scale=2)                   # 4x4 -> 8x8
+        self.up4 = PixelShuffleUp(w4, w3, scale=2)  # 4x4 -> 8x8
         self.smooth3 = DepthwiseSeparableConv(w3, w3)
-        self.up3 = TransposedConvUp(w3, w2, scale=2)                 # 8x8 -> 16x16
+        self.up3 = TransposedConvUp(w3, w2, scale=2)  # 8x8 -> 16x16
         self.smooth2 = ConvBNAct(w2, w2)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(w2 + w3 + w4, num_classes)

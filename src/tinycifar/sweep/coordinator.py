@@ -47,20 +47,29 @@ def coordinate(options: SweepOptions, space: Space) -> int:
     resolve_device(options.device)
     storage = open_storage(options.storage, options.out)  # before the data, which may be a download
     load_data(space, options.data_dir)  # one error here, not one per worker and replacement
-    study = open_study(options.storage, options.study, lambda: optuna.create_study(
-        study_name=options.study, storage=storage, direction="maximize", load_if_exists=True))
+    study = open_study(
+        options.storage,
+        options.study,
+        lambda: optuna.create_study(
+            study_name=options.study, storage=storage, direction="maximize", load_if_exists=True
+        ),
+    )
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     where = hide_password(options.storage) if options.storage else options.out / "study.journal"
-    print(f"study {options.study!r} in {where}: {_counted(study)} of {options.trials} trials done; "
-          f"{options.workers} worker(s), {threads} thread(s) each")
+    print(
+        f"study {options.study!r} in {where}: {_counted(study)} of {options.trials} trials done; "
+        f"{options.workers} worker(s), {threads} thread(s) each"
+    )
     failure = _supervise(options, study, storage, threads)
     report(study, space, options.out)
     if failure:
         raise TinyCifarError(failure)
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        raise TinyCifarError(f"no trial completed, so there is no best configuration: every trial was "
-                             f"pruned, rejected or failed (their notes are in {options.out / 'trials.csv'}); "
-                             "widen the search space or give the trials more epochs")
+        raise TinyCifarError(
+            f"no trial completed, so there is no best configuration: every trial was "
+            f"pruned, rejected or failed (their notes are in {options.out / 'trials.csv'}); "
+            "widen the search space or give the trials more epochs"
+        )
     return 0
 
 
@@ -109,8 +118,10 @@ class _Crew:
         log = _log_path(self.options, index)
         why = _last_failure(self.study, worker_id(proc.pid)) or _last_line(log, self.options.storage)
         self._stop_all()  # one failing for good means the space or the data is wrong for all of them
-        return (f"worker {slot}: {FAILS_IN_A_ROW} trials in a row failed, the last ({why}); "
-                f"fix that and run the sweep again (worker log: {log})")
+        return (
+            f"worker {slot}: {FAILS_IN_A_ROW} trials in a row failed, the last ({why}); "
+            f"fix that and run the sweep again (worker log: {log})"
+        )
 
     def _replace(self, slot: int, index: int, proc: subprocess.Popen, code: int) -> None:
         lost = account_for_dead(self.study, worker_id(proc.pid), self.storage)
@@ -131,8 +142,10 @@ class _Crew:
             tail = _last_line(log, self.options.storage) or "an empty log"
         else:  # its log ends mid-trial; the kernel's out-of-memory killer is the usual culprit
             tail = "out of memory? try fewer --workers"
-        return (f"worker {slot} died ({why}) and the {MAX_RESTARTS} replacements a sweep may "
-                f"start are used up; see {log}: {tail}")
+        return (
+            f"worker {slot} died ({why}) and the {MAX_RESTARTS} replacements a sweep may "
+            f"start are used up; see {log}: {tail}"
+        )
 
     def _stop_all(self) -> None:
         for _, proc in self.workers.values():
@@ -157,9 +170,23 @@ class _Crew:
 def spawn(options: SweepOptions, index: int, threads: int) -> subprocess.Popen:
     """Start worker ``index``: this command again, with ``--worker-index``, its output in
     its own log."""
-    cmd = [sys.executable, "-m", "tinycifar", "sweep", str(options.space), "--study", options.study,
-           "--trials", str(options.trials), "--out", str(options.out), "--worker-index", str(index),
-           "--device", options.device]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinycifar",
+        "sweep",
+        str(options.space),
+        "--study",
+        options.study,
+        "--trials",
+        str(options.trials),
+        "--out",
+        str(options.out),
+        "--worker-index",
+        str(index),
+        "--device",
+        options.device,
+    ]
     if options.data_dir:
         cmd += ["--data-dir", str(options.data_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), COORDINATOR_ENV: str(os.getpid())}
@@ -182,8 +209,11 @@ def _counted(study: Any) -> int:
 def _last_failure(study: Any, worker: str) -> str | None:
     from optuna.trial import TrialState
 
-    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-              if t.user_attrs.get("worker") == worker and "failed_because" in t.user_attrs]
+    failed = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get("worker") == worker and "failed_because" in t.user_attrs
+    ]
     if not failed:
         return None
     last = max(failed, key=lambda t: t.number)

@@ -11,18 +11,8 @@ from tinycifar.sweep.space import Space
 def load_data(space: Space, data_dir: str | None) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """The training images and the held-out ones a space's trials train and score on."""
     from tinycifar.data import load_cifar10
-    from tinycifar.train import split_validation
+    from tinycifar.splits import split_validation, subset
 
     train, val = split_validation(load_cifar10("train", data_dir), space.val_split)
     assert val is not None  # load_space refuses a val_split of 0
-    return _subset(train, space.train_images, seed=1), _subset(val, space.val_images, seed=2)
-
-
-def _subset(data: tuple[Any, Any], n: int, seed: int) -> tuple[Any, Any]:
-    import torch
-
-    if not n or n >= len(data[0]):
-        return data
-    # A seeded draw, sorted: the same images in every process, in the data set's order.
-    pick = torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return data[0][pick], data[1][pick]
+    return subset(train, space.train_images, seed=1), subset(val, space.val_images, seed=2)

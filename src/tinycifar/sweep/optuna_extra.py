@@ -14,8 +14,9 @@ def need_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise TinyCifarError("sweeps are an optional extra: pip install -e '.[sweep]' in the "
-                             "checkout (make setup installs every extra)") from None
+        raise TinyCifarError(
+            "sweeps are an optional extra: pip install -e '.[sweep]' in the checkout (make setup installs every extra)"
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeat and its retry callback are marked experimental (since Optuna 2.8, unchanged):
     # a warning per process that tells a user nothing to do.

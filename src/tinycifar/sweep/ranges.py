@@ -15,8 +15,9 @@ from typing import Any
 from tinycifar.errors import TinyCifarError
 from tinycifar.sweep.optuna_extra import need_optuna
 
-_RANGE_HINT = ("use {low = A, high = B} (A < B; log = true needs A > 0; a step S > 0 draws A, A + S, ...) "
-               "or {choices = [...]}")
+_RANGE_HINT = (
+    "use {low = A, high = B} (A < B; log = true needs A > 0; a step S > 0 draws A, A + S, ...) or {choices = [...]}"
+)
 
 
 def show(value: Any) -> str:
@@ -48,23 +49,34 @@ def check_spec(path: Path, name: str, spec: Any, whole: bool = False, choices_on
         return
     if choices_only:
         raise TinyCifarError(f'{where} is not a search of models: use {{choices = ["fastnet", "tinynet"]}}')
-    if not (isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}
-            and is_number(spec["low"]) and is_number(spec["high"]) and spec["low"] < spec["high"]):
+    if not (
+        isinstance(spec, dict)
+        and {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}
+        and is_number(spec["low"])
+        and is_number(spec["high"])
+        and spec["low"] < spec["high"]
+    ):
         raise TinyCifarError(f"{where} is not a search range: {_RANGE_HINT}")
     _check_log_and_step(where, spec)
     if whole and not whole_range(spec):
-        raise TinyCifarError(f"{where}: {name.split()[-1]} takes whole numbers: give low, high and step "
-                             "as integers, e.g. {low = 2, high = 8, step = 2}")
+        raise TinyCifarError(
+            f"{where}: {name.split()[-1]} takes whole numbers: give low, high and step "
+            "as integers, e.g. {low = 2, high = 8, step = 2}"
+        )
 
 
 def _check_choices(where: str, spec: dict[str, Any]) -> None:
     if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
-        raise TinyCifarError(f"{where} is not a search range: choices take a non-empty list and nothing "
-                             "else, e.g. {choices = [128, 256]}")
+        raise TinyCifarError(
+            f"{where} is not a search range: choices take a non-empty list and nothing "
+            "else, e.g. {choices = [128, 256]}"
+        )
     for choice in spec["choices"]:
         if not _storable(choice, top=True):
-            raise TinyCifarError(f"{where}: Optuna cannot store the choice {show(choice)}: a choice is a "
-                                 "number, true/false, a string (not starting with '[') or a list of those")
+            raise TinyCifarError(
+                f"{where}: Optuna cannot store the choice {show(choice)}: a choice is a "
+                "number, true/false, a string (not starting with '[') or a list of those"
+            )
 
 
 def _check_log_and_step(where: str, spec: dict[str, Any]) -> None:
@@ -80,8 +92,10 @@ def _check_log_and_step(where: str, spec: dict[str, Any]) -> None:
     if not is_number(step) or step <= 0:
         raise TinyCifarError(f"{where}: step = {show(step)} must be a number > 0")
     if step > spec["high"] - spec["low"]:
-        raise TinyCifarError(f"{where}: step = {step} is longer than the range, so only low could be "
-                             "drawn: make the step smaller or the range wider")
+        raise TinyCifarError(
+            f"{where}: step = {step} is longer than the range, so only low could be "
+            "drawn: make the step smaller or the range wider"
+        )
 
 
 def _storable(value: Any, top: bool = False) -> bool:
@@ -96,7 +110,9 @@ def _storable(value: Any, top: bool = False) -> bool:
 
 def whole_range(spec: dict[str, Any]) -> bool:
     """Whether low, high and step are all integers (then the range draws integers)."""
-    return _is_int(spec.get("low")) and _is_int(spec.get("high")) and (spec.get("step") is None or _is_int(spec["step"]))
+    return (
+        _is_int(spec.get("low")) and _is_int(spec.get("high")) and (spec.get("step") is None or _is_int(spec["step"]))
+    )
 
 
 def _distribution(spec: dict[str, Any], whole: bool) -> Any:
@@ -106,8 +122,9 @@ def _distribution(spec: dict[str, Any], whole: bool) -> Any:
         warnings.simplefilter("ignore")
         if whole:
             return optuna.distributions.IntDistribution(spec["low"], spec["high"], log=log, step=step or 1)
-        return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]), log=log,
-                                                      step=None if step is None else float(step))
+        return optuna.distributions.FloatDistribution(
+            float(spec["low"]), float(spec["high"]), log=log, step=None if step is None else float(step)
+        )
 
 
 def ends(spec: dict[str, Any], whole: bool) -> list[tuple[Any, str]]:
@@ -126,11 +143,17 @@ def suggest(trial: Any, name: str, spec: dict[str, Any], whole: bool | None = No
     if whole is None:
         whole = whole_range(spec)
     if whole:
-        return trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step") or 1,
-                                 log=spec.get("log", False))
+        return trial.suggest_int(
+            name, spec["low"], spec["high"], step=spec.get("step") or 1, log=spec.get("log", False)
+        )
     step = spec.get("step")
-    return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=spec.get("log", False),
-                               step=None if step is None else float(step))
+    return trial.suggest_float(
+        name,
+        float(spec["low"]),
+        float(spec["high"]),
+        log=spec.get("log", False),
+        step=None if step is None else float(step),
+    )
 
 
 def decode(value: Any) -> Any:

@@ -34,19 +34,28 @@ def report(study: Any, space: Space, out: Path) -> None:
     _plot(study, out)
     best = study.best_trial
     write_best(best, space, out / "best.toml")
-    print(f"best: trial {best.number}, val accuracy {best.value:.2%}; wrote {out / 'best.toml'}, "
-          f"{out / 'trials.csv'}, plots in {out}")
+    print(
+        f"best: trial {best.number}, val accuracy {best.value:.2%}; wrote {out / 'best.toml'}, "
+        f"{out / 'trials.csv'}, plots in {out}"
+    )
 
 
 def _rows(trials: list[Any]) -> list[dict[str, Any]]:
     names = sorted({k for t in trials for k in t.params})
-    return [{"trial": t.number, "state": t.state.name.lower(),
-             "val_acc": None if t.value is None else round(t.value, 4),
-             "epochs_run": len(t.intermediate_values), "params": t.user_attrs.get("params"),
-             **{n: t.params.get(n) for n in names},
-             "note": t.user_attrs.get("rejected") or t.user_attrs.get("failed_because")
-             or (f"retry of {t.user_attrs['retry_of']}" if "retry_of" in t.user_attrs else "")}
-            for t in trials]
+    return [
+        {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "val_acc": None if t.value is None else round(t.value, 4),
+            "epochs_run": len(t.intermediate_values),
+            "params": t.user_attrs.get("params"),
+            **{n: t.params.get(n) for n in names},
+            "note": t.user_attrs.get("rejected")
+            or t.user_attrs.get("failed_because")
+            or (f"retry of {t.user_attrs['retry_of']}" if "retry_of" in t.user_attrs else ""),
+        }
+        for t in trials
+    ]
 
 
 def _write_table(rows: list[dict[str, Any]], path: Path) -> None:
@@ -61,16 +70,21 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     header = list(rows[0]) if rows else []
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
-        print("| " + " | ".join("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-                                for v in r.values()) + " |")
+        print(
+            "| "
+            + " | ".join("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values())
+            + " |"
+        )
 
 
 def _plot(study: Any, out: Path) -> None:
     optuna = need_optuna()
     from tinycifar.figures import save_figure
 
-    for name, plot in (("history", optuna.visualization.matplotlib.plot_optimization_history),
-                       ("importances", optuna.visualization.matplotlib.plot_param_importances)):
+    for name, plot in (
+        ("history", optuna.visualization.matplotlib.plot_optimization_history),
+        ("importances", optuna.visualization.matplotlib.plot_param_importances),
+    ):
         try:
             fig = plot(study).figure
             fig.set_size_inches(8, 4.5)
@@ -91,7 +105,10 @@ def write_best(best: Any, space: Space, path: Path) -> None:
     recipe = recipe_from_dict(trial_values(vars(load_recipe(space.recipe)), space.fixed, drawn), str(path))
     args = f" {json.dumps(model_args)}" if model_args else ""
     flag = f" --model-args '{json.dumps(model_args)}'" if model_args else ""
-    lines = ["# tinycifar sweep: the best trial's recipe",
-             f"# trial {best.number}, validation accuracy {best.value:.4f}, model {model}{args}",
-             f"# train it: tinycifar train --model {model} --recipe {path.name}{flag}", ""]
+    lines = [
+        "# tinycifar sweep: the best trial's recipe",
+        f"# trial {best.number}, validation accuracy {best.value:.4f}, model {model}{args}",
+        f"# train it: tinycifar train --model {model} --recipe {path.name}{flag}",
+        "",
+    ]
     write_text(path, "\n".join(lines) + "\n" + recipe_to_toml(recipe))

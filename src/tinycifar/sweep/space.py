@@ -41,8 +41,10 @@ _TOP_LEVEL: dict[str, tuple[tuple[type, ...], str]] = {
     "seed": ((int,), f"a whole number from 0 to {MAX_SEED:,}, e.g. seed = 0"),
     "fixed": ((dict,), "a table of recipe fields: a line [fixed], then lines like epochs = 4"),
     "search": ((dict,), "a table of ranges or choices: a line [search], then lines like lr = {low = 0.1, high = 1.0}"),
-    "model_args": ((dict,), ("a table of ranges or choices: a line [model_args], then lines like "
-                             "widths = {choices = [[16, 32, 64]]}")),
+    "model_args": (
+        (dict,),
+        ("a table of ranges or choices: a line [model_args], then lines like widths = {choices = [[16, 32, 64]]}"),
+    ),
 }
 
 
@@ -90,8 +92,10 @@ def _check_top_level(path: Path, values: dict[str, Any]) -> None:
             raise TinyCifarError(f"{path}: {key} = {show(value)} is not {hint}")
     held_out = values.get("val_split", Space.val_split)
     if not 0 < held_out < train_size():
-        raise TinyCifarError(f"{path}: val_split = {held_out} must be between 1 and {train_size() - 1:,}: "
-                             "a sweep scores its trials on that many held-out training images")
+        raise TinyCifarError(
+            f"{path}: val_split = {held_out} must be between 1 and {train_size() - 1:,}: "
+            "a sweep scores its trials on that many held-out training images"
+        )
     for key in ("train_images", "val_images"):
         if values.get(key, 0) < 0:
             raise TinyCifarError(f"{path}: {key} = {values[key]} must be >= 0 (0: all the images)")
@@ -106,11 +110,14 @@ def _check_recipe_fields(path: Path, space: Space) -> None:
     for section in ("fixed", "search"):
         bad = sorted(set(getattr(space, section)) - recipe_fields)
         if bad:
-            raise TinyCifarError(f"{path}: [{section}] {', '.join(bad)} are not recipe fields "
-                                 f"(they are: {', '.join(sorted(recipe_fields))})")
+            raise TinyCifarError(
+                f"{path}: [{section}] {', '.join(bad)} are not recipe fields "
+                f"(they are: {', '.join(sorted(recipe_fields))})"
+            )
     if "distill" in {**space.fixed, **space.search}:
-        raise TinyCifarError(f"{path}: distill needs a teacher, which a sweep does not take: "
-                             "leave distill out of the search space")
+        raise TinyCifarError(
+            f"{path}: distill needs a teacher, which a sweep does not take: leave distill out of the search space"
+        )
     both = sorted(set(space.fixed) & set(space.search))
     if both:
         raise TinyCifarError(f"{path}: {', '.join(both)} both [fixed] and [search]: keep one")
@@ -148,8 +155,9 @@ def _check_recipes(path: Path, space: Space) -> None:
     for key, values in edges.items():
         for value, what in values:
             others = " (the other searched fields at their low ends)" if len(edges) > 1 else ""
-            _try_recipe(base, space.fixed, {**lows, key: value},
-                        f"{path}: [search] {key} = {show(value)}, {what}{others}")
+            _try_recipe(
+                base, space.fixed, {**lows, key: value}, f"{path}: [search] {key} = {show(value)}, {what}{others}"
+            )
     if len(edges) > 1:
         highs = {k: e[-1][0] for k, e in edges.items()}
         _try_recipe(base, space.fixed, highs, f"{path}: [search] with every field at its high end ({show(highs)})")
@@ -190,8 +198,10 @@ def _check_models(path: Path, space: Space, models: list[str]) -> None:
             except TinyCifarError as e:
                 raise TinyCifarError(f"{path}: [model_args]: {e}") from None
             except Exception as e:  # noqa: BLE001 - whatever a constructor raises: one line
-                raise TinyCifarError(f"{path}: [model_args]: model {model} cannot be built with "
-                                     f"{show(model_args)} ({type(e).__name__}: {str(e)[:200]})") from None
+                raise TinyCifarError(
+                    f"{path}: [model_args]: model {model} cannot be built with "
+                    f"{show(model_args)} ({type(e).__name__}: {str(e)[:200]})"
+                ) from None
 
 
 def count_params(model: str, model_args: dict[str, Any]) -> int:

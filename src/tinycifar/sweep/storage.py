@@ -76,8 +76,12 @@ def open_storage(spec: str | None, out: Path) -> Any:
         return JournalStorage(JournalFileBackend(str(path)))
     url = spec.replace("postgresql://", "postgresql+psycopg://", 1)  # the driver the extra installs
     try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        return RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
     except Exception as e:  # noqa: BLE001 - connection refused, bad URL, missing driver: all one line
         why = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise TinyCifarError(scrub(f"cannot open the study storage {hide_password(spec)} ({why})", spec)) from None
@@ -91,7 +95,9 @@ def open_study(spec: str | None, name: str, open_it: Callable[[], Any]) -> Any:
     except Exception as e:  # noqa: BLE001 - a lost connection, a missing study: one line either way
         why = (str(e).splitlines() or [""])[0][:200]
         where = hide_password(spec) if spec else "the journal"
-        raise TinyCifarError(scrub(f"cannot open study {name!r} in {where} ({type(e).__name__}: {why})", spec)) from None
+        raise TinyCifarError(
+            scrub(f"cannot open study {name!r} in {where} ({type(e).__name__}: {why})", spec)
+        ) from None
 
 
 def worker_id(pid: int | None = None) -> str:

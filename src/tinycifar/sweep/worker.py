@@ -16,11 +16,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
+from tinycifar.callbacks import Callback
 from tinycifar.errors import TinyCifarError
-from tinycifar.summary import DEFAULT_BUDGET
+from tinycifar.models import DEFAULT_BUDGET
 from tinycifar.sweep.data import load_data
 from tinycifar.sweep.options import SweepOptions
 from tinycifar.sweep.optuna_extra import need_optuna
@@ -42,17 +42,27 @@ def work(options: SweepOptions, space: Space) -> int:
     follow_coordinator()
     data = load_data(space, options.data_dir)
     storage = open_storage(options.storage, options.out)
-    study = open_study(options.storage, options.study, lambda: optuna.load_study(
-        study_name=options.study, storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=space.seed * 1000 + (options.worker_index or 0)),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)))
+    study = open_study(
+        options.storage,
+        options.study,
+        lambda: optuna.load_study(
+            study_name=options.study,
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=space.seed * 1000 + (options.worker_index or 0)),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        ),
+    )
     print(f"worker {options.worker_index} ({worker_id()}) joined study {options.study!r}", flush=True)
     objective = functools.partial(_objective, space=space, options=options, data=data)
     last_failure = optimize(study, objective, options.trials)
     if last_failure is None:
         return 0
-    print(f"tinycifar sweep: error: worker {options.worker_index}: {FAILS_IN_A_ROW} trials in a row failed, "
-          f"the last ({last_failure}); stopping", file=sys.stderr, flush=True)
+    print(
+        f"tinycifar sweep: error: worker {options.worker_index}: {FAILS_IN_A_ROW} trials in a row failed, "
+        f"the last ({last_failure}); stopping",
+        file=sys.stderr,
+        flush=True,
+    )
     return EXIT_FAILING
 
 
@@ -70,6 +80,7 @@ def _train(trial: Any, space: Space, options: SweepOptions, data: Data) -> float
     """A trial's validation accuracy; a configuration over the parameter budget is pruned
     before it trains, with the reason."""
     optuna = need_optuna()
+    from tinycifar.runconfig import RunConfig
     from tinycifar.train import fit
 
     model, model_args, recipe = configure(trial, space)
@@ -79,23 +90,24 @@ def _train(trial: Any, space: Space, options: SweepOptions, data: Data) -> float
         trial.set_user_attr("rejected", f"{params:,} parameters, over the {DEFAULT_BUDGET:,} budget")
         raise optuna.TrialPruned(f"{params:,} parameters: over budget")
     train, val = data
-    metrics = fit(model, recipe, options.out / f"trial-{trial.number}", train, val, "val", seed=space.seed,
-                  device=options.device, progress=False, log=lambda *_: None, model_args=model_args,
-                  on_epoch=_pruning(trial))
-    return metrics["final_val_acc"]
+    config = RunConfig(
+        model=model, recipe=recipe, seed=space.seed, model_args=model_args, eval_on="val", device=options.device
+    )
+    metrics = fit(config, train, val, options.out / f"trial-{trial.number}", [Pruning(trial)])
+    return metrics["eval_acc"]
 
 
-def _pruning(trial: Any) -> Callable[[dict[str, Any]], None]:
-    """``fit``'s per-epoch callback: the median pruner sees every score and may stop the trial."""
-    optuna = need_optuna()
+class Pruning(Callback):
+    """The median pruner sees every epoch's score and may stop the trial."""
 
-    def report(row: dict[str, Any]) -> None:
-        if row["val_acc"] is not None:
-            trial.report(row["val_acc"], row["epoch"])
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
 
-    return report
+    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> None:
+        if row["eval_acc"] is not None:
+            self.trial.report(row["eval_acc"], row["epoch"])
+            if self.trial.should_prune():
+                raise need_optuna().TrialPruned(f"pruned after epoch {row['epoch']}")
 
 
 def optimize(study: Any, objective: Any, trials: int) -> str | None:
@@ -104,9 +116,16 @@ def optimize(study: Any, objective: Any, trials: int) -> str | None:
     Returns the last failure (``trial N: why``) if that stopped it, else None."""
     optuna = need_optuna()
     streak = _FailStreak()
-    study.optimize(objective, catch=(TinyCifarError,),
-                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=(
-                       optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)), streak])
+    study.optimize(
+        objective,
+        catch=(TinyCifarError,),
+        callbacks=[
+            optuna.study.MaxTrialsCallback(
+                trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            ),
+            streak,
+        ],
+    )
     return streak.last_failure
 
 

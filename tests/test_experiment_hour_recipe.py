@@ -10,6 +10,7 @@ import torch
 
 from tinycifar import models
 from tinycifar.recipe import Recipe
+from tinycifar.runconfig import RunConfig
 from tinycifar.summary import summarize
 from tinycifar.train import fit
 
@@ -31,9 +32,15 @@ def variants():
 
 # Each candidate's MACs as designed. They only bound its cost: what the hour buys is measured
 # on the bf16 CPU (`train --time 1h --plan`), where depthwise convolutions run slower per MAC.
-@pytest.mark.parametrize("name,kwargs,macs", [("sepnet", {}, 20e6), ("sepnet", {"pools": (False, True)}, 20e6),
-                                              ("sepnet_g31", {}, 30e6),
-                                              ("mixernet", {}, 20e6)])
+@pytest.mark.parametrize(
+    "name,kwargs,macs",
+    [
+        ("sepnet", {}, 20e6),
+        ("sepnet", {"pools": (False, True)}, 20e6),
+        ("sepnet_g31", {}, 30e6),
+        ("mixernet", {}, 20e6),
+    ],
+)
 def test_candidates_fit_the_budget_and_classify(variants, name, kwargs, macs):
     model = models.create_model(name, **kwargs)
     assert sum(p.numel() for p in model.parameters()) < 100_000
@@ -61,17 +68,45 @@ def test_mixer_block_starts_as_the_identity(variants):
 
 def test_a_candidate_trains_in_the_loop(variants, tmp_path, tiny_data):
     # 4 epochs: after 2 the colour classes were learnt on one CPU and not on another (0.18)
-    metrics = fit("sepnet", Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=0.5, cutmix=1.0), tmp_path,
-                  *tiny_data, device="cpu", progress=False, log=lambda *_: None,
-                  model_args={"pools": [False, True]})
-    assert metrics["model"] == "sepnet" and metrics["final_test_acc"] > 0.3
+    metrics = fit(
+        RunConfig(
+            "sepnet",
+            Recipe(epochs=4, batch_size=32, lr=0.1, warmup_epochs=0.5, cutmix=1.0),
+            device="cpu",
+            model_args={"pools": [False, True]},
+        ),
+        *tiny_data,
+        tmp_path,
+    )
+    assert metrics["model"] == "sepnet" and metrics["eval_acc"] > 0.3
 
 
 def test_a_finished_run_lands_in_the_results_folder(variants, tmp_path, fake_root):
     run, results = tmp_path / "run", tmp_path / "results"
-    args = ["--threads", "1", "--record-into", str(results), "--note", "why", "train", "--model", "sepnet",
-            "--epochs", "1", "--warmup-epochs", "0.5", "--batch-size", "32", "--val-split", "40", "--data-dir", str(fake_root),
-            "--no-progress", "--out", str(run)]
+    args = [
+        "--threads",
+        "1",
+        "--record-into",
+        str(results),
+        "--note",
+        "why",
+        "train",
+        "--model",
+        "sepnet",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0.5",
+        "--batch-size",
+        "32",
+        "--val-split",
+        "40",
+        "--data-dir",
+        str(fake_root),
+        "--no-progress",
+        "--out",
+        str(run),
+    ]
     assert variants.main(args) == 0
     entry = json.loads((results / "run.json").read_text())
     assert entry["note"] == "why" and entry["config"]["model"] == "sepnet" and entry["config"]["eval_on"] == "val"

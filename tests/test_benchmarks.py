@@ -12,22 +12,32 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 def script(name: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCHMARKS / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def fake_run(folder: Path, precision: str, seed: int, acc: float, epochs: int = 14) -> Path:
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(
-        {"model": "fastnet", "recipe": {"epochs": epochs}, "seed": seed, "eval_on": "val"}))
+    (folder / "config.json").write_text(
+        json.dumps({"model": "fastnet", "recipe": {"epochs": epochs}, "seed": seed, "eval_on": "val"})
+    )
     (folder / "metrics.json").write_text(json.dumps({"precision": precision, "final_val_acc": acc}))
     return folder
 
 
 def test_parity_table_pairs_seeds_and_reports_the_difference(tmp_path):
-    runs = [fake_run(tmp_path / f"{p}-s{s}", p, s, a) for p, s, a in
-            [("fp32", 0, 0.868), ("fp32", 1, 0.8756), ("fp32", 2, 0.8764),
-             ("bf16", 0, 0.8736), ("bf16", 1, 0.8756), ("bf16", 2, 0.876)]]
+    runs = [
+        fake_run(tmp_path / f"{p}-s{s}", p, s, a)
+        for p, s, a in [
+            ("fp32", 0, 0.868),
+            ("fp32", 1, 0.8756),
+            ("fp32", 2, 0.8764),
+            ("bf16", 0, 0.8736),
+            ("bf16", 1, 0.8756),
+            ("bf16", 2, 0.876),
+        ]
+    ]
     out = script("precision_parity.py", *runs)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -43,23 +53,55 @@ def test_parity_table_refuses_runs_of_different_recipes(tmp_path):
 
 
 def test_parity_table_refuses_a_seed_run_in_one_precision_only(tmp_path):
-    runs = [fake_run(tmp_path / "a", "fp32", 0, 0.87), fake_run(tmp_path / "b", "bf16", 0, 0.87),
-            fake_run(tmp_path / "c", "fp32", 1, 0.87)]
+    runs = [
+        fake_run(tmp_path / "a", "fp32", 0, 0.87),
+        fake_run(tmp_path / "b", "bf16", 0, 0.87),
+        fake_run(tmp_path / "c", "fp32", 1, 0.87),
+    ]
     out = script("precision_parity.py", *runs)
     assert out.returncode != 0 and "each seed needs one run in each precision" in out.stderr
 
 
-def tta_summary(folder: Path, seed: int, acc: float, train_s: float, base_s: float, cpu: str = "Xeon",
-                epochs: int = 14) -> Path:
+def tta_summary(
+    folder: Path, seed: int, acc: float, train_s: float, base_s: float, cpu: str = "Xeon", epochs: int = 14
+) -> Path:
     folder.mkdir(parents=True)
-    (folder / "time_to_accuracy.json").write_text(json.dumps({
-        "cpu": cpu, "cpu_flags": ["amx_bf16"], "threads": 2, "torch": "2.x", "model": "fastnet",
-        "recipe": "fast", "precision": "bf16", "process_wall_s": 400.0, "ratio": train_s / base_s,
-        "fast": [{"seed": seed, "test_acc": acc, "train_s": train_s, "wall_s": train_s, "epochs": epochs,
-                  "precision": "bf16", "tmac": 22.1}],
-        "baseline": {"model": "tinynet", "recipe": "classic", "precision": "fp32", "timed_epochs": 2,
-                     "timed_s": base_s / 15, "train_s_extrapolated": base_s, "wall_s_timed": base_s / 15,
-                     "recorded_acc": [0.88, 0.876, 0.877]}}))
+    (folder / "time_to_accuracy.json").write_text(
+        json.dumps(
+            {
+                "cpu": cpu,
+                "cpu_flags": ["amx_bf16"],
+                "threads": 2,
+                "torch": "2.x",
+                "model": "fastnet",
+                "recipe": "fast",
+                "precision": "bf16",
+                "process_wall_s": 400.0,
+                "ratio": train_s / base_s,
+                "fast": [
+                    {
+                        "seed": seed,
+                        "test_acc": acc,
+                        "train_s": train_s,
+                        "wall_s": train_s,
+                        "epochs": epochs,
+                        "precision": "bf16",
+                        "tmac": 22.1,
+                    }
+                ],
+                "baseline": {
+                    "model": "tinynet",
+                    "recipe": "classic",
+                    "precision": "fp32",
+                    "timed_epochs": 2,
+                    "timed_s": base_s / 15,
+                    "train_s_extrapolated": base_s,
+                    "wall_s_timed": base_s / 15,
+                    "recorded_acc": [0.88, 0.876, 0.877],
+                },
+            }
+        )
+    )
     return folder
 
 
@@ -84,27 +126,58 @@ def test_time_to_accuracy_refuses_to_merge_unlike_runs(tmp_path, other):
 
 def test_precision_speed_knows_the_candidate_networks():
     # sepnet_hires is #8's candidate: whether its run fits the hour on a bf16 CPU is its bf16 rate
-    out = script("precision_speed.py", "--candidates", "--models", "sepnet_hires", "--batch-size", "4",
-                 "--steps", "1", "--threads", "1")
+    out = script(
+        "precision_speed.py",
+        "--candidates",
+        "--models",
+        "sepnet_hires",
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     line = out.stdout.splitlines()[-1]
     assert line.startswith("sepnet_hires") and line.count("img/s") == 2
 
 
-def fake_record(folder: Path, name: str, seed: int, acc: float, *, precision: str = "fp32",
-                teacher: str | None = None, **recipe) -> None:
+def fake_record(
+    folder: Path, name: str, seed: int, acc: float, *, precision: str = "fp32", teacher: str | None = None, **recipe
+) -> None:
     """A record as benchmarks/record.py writes it: one run of sepnet_g31, fast recipe, 37 epochs."""
-    config = {"model": "sepnet_g31", "recipe": {"epochs": 37, "batch_size": 256, **recipe}, "seed": seed,
-              "eval_on": "val", "train_images": 45000, "eval_images": 5000, "precision": precision}
+    config = {
+        "model": "sepnet_g31",
+        "recipe": {"epochs": 37, "batch_size": 256, **recipe},
+        "seed": seed,
+        "eval_on": "val",
+        "train_images": 45000,
+        "eval_images": 5000,
+        "precision": precision,
+    }
     if teacher:
         config["teacher"] = teacher
     gpu = precision == "bf16"
-    environment = {"cpu": "AMD EPYC", "cpu_flags": ["avx2"], "threads": 2,
-                   "device": "cuda" if gpu else "cpu", **({"cuda": "NVIDIA H100"} if gpu else {})}
+    environment = {
+        "cpu": "AMD EPYC",
+        "cpu_flags": ["avx2"],
+        "threads": 2,
+        "device": "cuda" if gpu else "cpu",
+        **({"cuda": "NVIDIA H100"} if gpu else {}),
+    }
     folder.mkdir(exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(
-        {"run": name, "note": "", "config": config, "environment": environment,
-         "metrics": {"precision": precision, "final_val_acc": acc, "train_seconds": 60.0 * (seed + 1)}}))
+    (folder / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "run": name,
+                "note": "",
+                "config": config,
+                "environment": environment,
+                "metrics": {"precision": precision, "final_val_acc": acc, "train_seconds": 60.0 * (seed + 1)},
+            }
+        )
+    )
 
 
 def test_seed_table_assembles_one_configuration_across_machines_and_keeps_teachers_apart(tmp_path):

@@ -1,0 +1,146 @@
+"""--time: durations, the plan of epochs a budget buys, and runs that keep it."""
+
+import json
+import re
+import time
+
+import pytest
+import torch
+from conftest import synthetic_cifar
+
+from tinycifar import cli
+from tinycifar.budget import evaluations, parse_duration
+from tinycifar.callbacks import ConsoleLog
+from tinycifar.errors import TinyCifarError
+from tinycifar.models import create_model
+from tinycifar.recipe import Recipe
+from tinycifar.runconfig import RunConfig
+from tinycifar.step import make_optimizer
+from tinycifar.train import fit
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("45", 45), ("2.5m", 150)]
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m", "-3m", "0s", "1m1h"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(TinyCifarError, match="--time"):
+        parse_duration(text)
+
+
+def test_evaluations_count_the_last_epoch():
+    assert [evaluations(e, 3) for e in (1, 3, 4, 6, 7)] == [1, 1, 2, 2, 3]
+
+
+def test_time_budget_picks_the_epochs_and_ends_within_it(tmp_path, tiny_data):
+    lines = []
+    budget = 20.0
+    t0 = time.perf_counter()
+    metrics = fit(
+        RunConfig("tinynet", Recipe(batch_size=32, epochs=1000), time_budget_s=budget, device="cpu"),
+        *tiny_data,
+        tmp_path,
+        [ConsoleLog(lines.append, progress=False)],
+    )
+    took = time.perf_counter() - t0
+    (plan,) = [line for line in lines if line.startswith("time budget")]
+    epochs, expected = re.search(r"-> (\d+) epochs \(about (\d+) s\)", plan).groups()
+    assert int(epochs) == metrics["epochs"]
+    # The budget, not the recipe's 1,000 epochs, set the length (about 0.5 s an epoch here:
+    # a few dozen quiet, fewer under load).
+    assert 1 <= metrics["epochs"] < 1000
+    assert int(expected) <= budget
+    # Within the budget, unless this shared machine got slower after the measurement: the
+    # plan cannot foresee that, so any time the epochs took beyond their estimate is allowed.
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    slowdown = max(0.0, sum(r["seconds"] for r in rows) - int(expected))
+    assert took <= budget + slowdown, (plan, took)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["recipe"]["epochs"] == metrics["epochs"] and config["time_budget_s"] == budget
+
+
+def test_a_resumed_budgeted_run_keeps_its_schedule(tmp_path, tiny_data, monkeypatch):
+    from tinycifar import budget
+
+    plans = []
+
+    def fixed_plan(seconds, *args, **kwargs):
+        plans.append(seconds)
+        return budget.Plan(epochs=2, budget_s=seconds, step_s=0.1, epoch_s=1.0, eval_s=0.1, evals=2)
+
+    monkeypatch.setattr(budget, "epochs_within", fixed_plan)
+    recipe = Recipe(batch_size=32, epochs=50)
+    first = fit(RunConfig("tinynet", recipe, time_budget_s=60.0), *tiny_data, tmp_path)
+    assert first["epochs"] == 2 and len(plans) == 1
+    # Killed during epoch 2 and resumed with the same command: the saved schedule, no new plan.
+    torch.save(torch.load(tmp_path / "previous.pt", weights_only=True), tmp_path / "last.pt")
+    resumed = fit(RunConfig("tinynet", recipe, time_budget_s=60.0), *tiny_data, tmp_path, resume=True)
+    assert resumed["epochs"] == 2 and len(plans) == 1
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["recipe"]["epochs"] == 2 and config["recipe"]["warmup_epochs"] == pytest.approx(2.0 * 2 / 50)
+
+
+def test_time_budget_too_short_says_how_long_to_ask_for(tmp_path, tiny_data):
+    with pytest.raises(TinyCifarError, match=r"too short.*give at least --time \d+s"):
+        fit(RunConfig("tinynet", Recipe(batch_size=32), time_budget_s=0.5), *tiny_data, tmp_path)
+
+
+def test_plan_prints_the_epochs_a_budget_buys_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    import tinycifar.data
+
+    fake = {"train": synthetic_cifar(320, seed=0), "test": synthetic_cifar(100, seed=1)}
+    monkeypatch.setattr(tinycifar.data, "load_cifar10", lambda split, data_dir=None: fake[split])
+    out = tmp_path / "run"
+    args = ["train", "--model", "tinynet", "--batch-size", "32", "--out", str(out), "--plan"]
+    # --plan trains nothing, so a long budget costs no test time; the short one leaves room
+    # for an epoch even on a loaded machine
+    assert cli.main([*args, "--time", "1h"]) == 0
+    long = capsys.readouterr().out
+    assert cli.main([*args, "--time", "5m"]) == 0
+    short = capsys.readouterr().out
+    epochs = [int(re.search(r"^plan: (\d+) epochs$", text, re.M).group(1)) for text in (long, short)]
+    # Real timings are noisy on a shared machine: how many epochs a budget buys exactly is
+    # test_plan_buys_as_many_epochs_as_fit, on a clock of its own.
+    assert epochs[1] >= 1 and epochs[0] > epochs[1], (long, short)
+    assert "time budget 3600 s" in long and "threads" in long  # names the budget and the machine
+    assert not out.exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("seconds", [7.3, 30.0, 120.0])
+def test_plan_buys_as_many_epochs_as_fit(tiny_data, monkeypatch, seconds):
+    """On a clock where everything timed takes 10 ms: the plan takes every epoch (and its
+    evaluations) that fits the budget's usable share, and not one more."""
+    from types import SimpleNamespace
+
+    from tinycifar import budget
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: next(ticks) * 0.01))
+    recipe = Recipe(batch_size=32, eval_every=3)
+    model = create_model("tinynet")
+    plan = budget.epochs_within(
+        seconds, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
+    )
+    steps = len(tiny_data[0][0]) // 32
+    assert plan.step_s == pytest.approx(0.01) and plan.epoch_s == pytest.approx(steps * 0.01 + 0.01)
+    assert plan.eval_s == pytest.approx(0.01 * len(tiny_data[1][0]) / min(len(tiny_data[1][0]), 1000))
+    # the clock as epochs_within last read it, before the measuring time it subtracts
+    usable = (seconds - (next(ticks) - 1) * 0.01) * budget.MARGIN - budget.END_RESERVE_S
+
+    def cost(epochs: int) -> float:
+        return epochs * plan.epoch_s + evaluations(epochs, 3) * plan.eval_s
+
+    assert cost(plan.epochs) <= usable < cost(plan.epochs + 1)
+    assert plan.expected_s == pytest.approx(cost(plan.epochs))
+
+
+def test_bad_time_option_is_one_line_exit_2(capsys):
+    assert cli.main(["train", "--time", "soon"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a duration" in err
