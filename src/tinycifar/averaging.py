@@ -26,6 +26,9 @@ class NoAveraging:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         pass
 
+    def set_total_steps(self, total: int) -> None:
+        """The run's length changed (a time budget shortened it)."""
+
 
 class EMA(NoAveraging):
     """Per-step exponential moving average of weights and buffers, evaluated instead."""
@@ -74,6 +77,9 @@ class Lookahead(NoAveraging):
         for k, slow in self.slow.items():
             slow.lerp_(current[k], 1 - decay)
             current[k].copy_(slow)
+
+    def set_total_steps(self, total: int) -> None:
+        self.total = total
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}

@@ -4,8 +4,10 @@ For users who know how long they have, not how many epochs they need. A few trai
 steps and a slice of evaluation are timed on a throw-away copy of the model (after
 ``WARMUP_STEPS`` steps and one evaluation, so one-off kernel selection is not counted), and
 the number of epochs is the largest whose whole schedule, warm-up to zero learning rate,
-fits what is left of the budget with a safety margin. The schedule is then fixed: a
-resumed run keeps it.
+fits what is left of the budget with a safety margin. The probe's steps run without the
+loop's data gathering, logging and first-epoch costs, so once the first epoch has run the
+count is fixed again from what that epoch really took (:func:`epochs_after_first`). The
+schedule is then fixed: a resumed run keeps it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,22 @@ class Plan:
             f"{self.epoch_s:.1f} s an epoch, {self.eval_s:.1f} s an evaluation -> "
             f"{self.epochs} epochs (about {self.expected_s:.0f} s)"
         )
+
+
+def epochs_after_first(plan: Plan, spent_s: float, first_epoch_s: float, first_evaluated: bool, every: int) -> int:
+    """The epochs that fit the plan's budget now that the first one has run and taken
+    ``first_epoch_s`` (its evaluation included where it ran), ``spent_s`` after the run
+    began: at least the one done, at most as many as the first plan allowed."""
+    epoch_s = first_epoch_s - (plan.eval_s if first_evaluated else 0.0)
+    left = (plan.budget_s - spent_s) * MARGIN - END_RESERVE_S
+    epochs = 1
+    while epochs < plan.epochs:
+        more = epochs + 1
+        evals = evaluations(more, every) - int(first_evaluated)
+        if (more - 1) * epoch_s + evals * plan.eval_s > left:
+            break
+        epochs = more
+    return epochs
 
 
 def evaluations(epochs: int, every: int) -> int:

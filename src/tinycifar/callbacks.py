@@ -71,6 +71,7 @@ class RunFolder(Callback):
     weights, metrics and curves."""
 
     def on_start(self, run: Run) -> None:
+        self.written = run.config
         if not run.resumed:
             write_json(run.out / "config.json", run.config.to_dict())
             write_json(run.out / "environment.json", run.environment())
@@ -79,6 +80,9 @@ class RunFolder(Callback):
         write_log(run.out, run.history)
 
     def on_epoch_end(self, run: Run, row: dict[str, Any]) -> None:
+        if run.config != self.written:  # a time budget shortened the plan
+            write_json(run.out / "config.json", run.config.to_dict())
+            self.written = run.config
         write_log(run.out, run.history)
 
     def on_end(self, run: Run, metrics: dict[str, Any]) -> None:
@@ -106,10 +110,12 @@ class ConsoleLog(Callback):
     def __init__(self, say: Callable[[str], None] = print, progress: bool = True) -> None:
         self.say, self.progress = say, progress
         self.bar: tqdm | None = None
+        self.said = 0
 
     def on_start(self, run: Run) -> None:
         for note in run.notes:
             self.say(note)
+        self.said = len(run.notes)
         self.say(
             f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {run.config.eval_on + '_loss':>10} "
             f"{run.config.eval_on + '_acc':>9} {'lr':>8} {'seconds':>7}"
@@ -136,6 +142,9 @@ class ConsoleLog(Callback):
             self.bar.close()
             self.bar = None
         self.say(format_row(row))
+        for note in run.notes[self.said :]:  # what the run learnt during the epoch (a shorter plan)
+            self.say(note)
+        self.said = len(run.notes)
 
 
 def format_row(row: dict[str, Any]) -> str:

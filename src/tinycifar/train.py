@@ -92,14 +92,14 @@ def fit(
         if shard.is_main and not resume:
             refuse_existing_run(out)
         saved = _saved_run(out) if resume else None
-        config, notes = resolve(config, train, eval_data, dev, shard, teacher, saved, started)
+        config, notes, budget = resolve(config, train, eval_data, dev, shard, teacher, saved, started)
         run = Run.start(config, train, eval_data, out, dev, shard, teacher, saved, notes)
         # The other ranks write nothing and say nothing: rank 0 speaks for the job.
-        hooks = (Checkpoints(), RunFolder(), *callbacks) if shard.is_main else ()
+        hooks = (*budget, Checkpoints(), RunFolder(), *callbacks) if shard.is_main else ()
         for hook in hooks:
             hook.on_start(run)
-        for epoch in range(len(run.history), config.recipe.epochs):
-            row = run.epoch(epoch, hooks)
+        while len(run.history) < run.config.recipe.epochs:  # a time budget may shorten the run
+            row = run.epoch(len(run.history), hooks)
             run.history.append(row)
             for hook in hooks:
                 hook.on_epoch_end(run, row)
@@ -119,10 +119,12 @@ def resolve(
     teacher: torch.Tensor | None,
     saved: dict[str, Any] | None,
     started: float,
-) -> tuple[RunConfig, list[str]]:
+) -> tuple[RunConfig, list[str], list[Callback]]:
     """The configuration as this run will keep it (precision for this machine, the epochs a
-    time budget buys, the data and teacher it sees), and what to tell the user of it."""
-    notes = []
+    time budget buys, the data and teacher it sees), what to tell the user of it, and the
+    callback that holds a new run to its time budget."""
+    notes: list[str] = []
+    budget: list[Callback] = []
     precision = resolve_precision(config.precision, dev)
     recipe = config.recipe
     if config.time_budget_s is not None and saved is not None:  # a resumed run keeps its own plan
@@ -130,14 +132,16 @@ def resolve(
             recipe, epochs=saved["config"].recipe.epochs, warmup_epochs=saved["config"].recipe.warmup_epochs
         )
     elif config.time_budget_s is not None:
+        planned_at = time.perf_counter()
         plan = plan_for_budget(
             dataclasses.replace(config, precision=precision),
             train,
             eval_data,
             dev,
-            config.time_budget_s - (time.perf_counter() - started),
+            config.time_budget_s - (planned_at - started),
         )
         notes.append(plan.describe())
+        budget.append(KeepToBudget(plan, planned_at))
         # Warm-up keeps its share of the schedule, and is never longer than the run.
         warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
         recipe = dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
@@ -150,7 +154,30 @@ def resolve(
         teacher=fingerprint(teacher.cpu()) if teacher is not None else None,
         processes=shard.world,
     )
-    return resolved, notes
+    return resolved, notes, budget
+
+
+class KeepToBudget(Callback):
+    """After the first epoch, fix the number of epochs again from what that epoch really
+    took (the probe before the run times bare steps; the loop also gathers, augments,
+    averages, logs and checkpoints), before its checkpoint records the schedule."""
+
+    def __init__(self, plan: Plan, planned_at: float) -> None:
+        self.plan, self.planned_at = plan, planned_at
+
+    def on_epoch_end(self, run: Any, row: dict[str, Any]) -> None:
+        from tinycifar.budget import epochs_after_first
+
+        if row["epoch"] != 1:
+            return
+        recipe = run.config.recipe
+        spent = time.perf_counter() - self.planned_at
+        epochs = epochs_after_first(self.plan, spent, row["seconds"], row["eval_acc"] is not None, recipe.eval_every)
+        if epochs < recipe.epochs:
+            run.notes.append(
+                f"the first epoch took {row['seconds']:.1f} s: {epochs} epochs fit the budget, not {recipe.epochs}"
+            )
+            run.shorten(epochs)
 
 
 @dataclass
@@ -301,6 +328,18 @@ class Run:
             row["eval_loss"], row["eval_acc"] = evaluate_loss_acc(self.final_model(), self.eval_data, self.dev)
         row["seconds"] = time.perf_counter() - t0
         return row
+
+    def shorten(self, epochs: int) -> None:
+        """Run ``epochs`` in all instead: warm-up keeps its share of the schedule, and the
+        schedule and the averaging count the new total from the next step on."""
+        recipe = self.config.recipe
+        warmup_epochs = min(recipe.warmup_epochs * epochs / recipe.epochs, epochs)
+        self.config = dataclasses.replace(
+            self.config, recipe=dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup_epochs)
+        )
+        total, warmup = epochs * self.steps_per_epoch, round(warmup_epochs * self.steps_per_epoch)
+        self.parts.scheduler.lr_lambdas[0] = lambda s: lr_factor(s, total, warmup)
+        self.parts.averager.set_total_steps(total)
 
     def final_model(self) -> nn.Module:
         """The weights a run reports and ships: the averaged ones where the recipe averages."""
