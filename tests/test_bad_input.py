@@ -485,6 +485,25 @@ def nested_labels(env):
     return mutate
 
 
+REFERENCE_TFLITE = Path(__file__).resolve().parents[2] / "shared/peers/mlperf-tiny-ic01/pretrainedResnet_quant.tflite"
+
+
+def tflite_marks() -> tuple:
+    """TFLite cases need the [tflite] extra and the IC01 file beside the checkout."""
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        return (pytest.mark.skip(reason="the [tflite] extra is not installed"),)
+    return (pytest.mark.skipif(not REFERENCE_TFLITE.is_file(), reason="no IC01 reference beside the checkout"),)
+
+
+def spoilt_tflite(env, how: str) -> Path:
+    path = env.tmp / "model.tflite"
+    data = REFERENCE_TFLITE.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": bytes(range(256)) * 40}[how])
+    return path
+
+
 # ---------------------------------------------------------------- extra checks
 
 
@@ -1391,6 +1410,50 @@ CASES = [
         2,
         r"bad recipe: lr must be at most 10 \(got 1000000\.0\)",
         before_data=True,
+    ),
+    # --- TFLite files: verified before any runtime uses them ---
+    Case(
+        "tflite-truncated",
+        lambda e: ["predict", "--tflite", str(spoilt_tflite(e, "truncated")), png(e)],
+        2,
+        r"model\.tflite: not a valid TFLite file \(The model is not a valid Flatbuffer buffer\); export it again",
+        marks=tflite_marks(),
+    ),
+    Case(
+        "tflite-garbage-on-tflm",
+        lambda e: ["predict", "--tflite", str(spoilt_tflite(e, "garbage")), "--runtime", "tflm", png(e)],
+        2,
+        r"model\.tflite: not a valid TFLite file",
+        marks=tflite_marks(),
+    ),
+    Case(
+        "tflite-symlink-to-dev-zero",
+        lambda e: ["predict", "--tflite", str(link_to(e, "/dev/zero", "zero.tflite")), png(e)],
+        2,
+        r"TFLite file \S+zero\.tflite is not a regular file",
+        marks=tflite_marks(),
+        max_mb=50,
+    ),
+    Case(
+        "tflite-an-onnx-file",
+        lambda e: ["predict", "--tflite", str(onnx_reading_a_file(e, "constant")), png(e)],
+        2,
+        r"reads-a-file\.onnx: not a valid TFLite file",
+        marks=tflite_marks(),
+    ),
+    Case(
+        "tflite-with-weights",
+        lambda e: evaluate(e, "--tflite", str(REFERENCE_TFLITE)),
+        2,
+        r"--tflite runs the TFLite file alone: drop --model, --weights and --onnx",
+        before_data=True,
+        marks=tflite_marks(),
+    ),
+    Case(
+        "tflite-runtime-unknown",
+        lambda e: ["predict", "--tflite", "x.tflite", "--runtime", "cmsis", "x.png"],
+        2,
+        r"argument --runtime: invalid choice: 'cmsis'",
     ),
     # --- other commands ---
     Case(

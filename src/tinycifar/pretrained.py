@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -129,12 +130,25 @@ def load_forward(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 1000,
+    tflite: Path | str | None = None,
+    runtime: str = "litert",
 ) -> tuple[str, Path, str, Forward]:
     """The classifier the evaluate and predict options name: an ONNX file run by ONNX
-    Runtime (``onnx``), or a model with weights run by PyTorch. Returns the model name, the
-    file, how it runs (for the console) and its forward."""
+    Runtime (``onnx``), a TFLite file run by LiteRT or TFLM (``tflite``, ``runtime``), or a
+    model with weights run by PyTorch. Returns the model name, the file, how it runs (for
+    the console) and its forward."""
     from tinycifar.inference import resolve_device
     from tinycifar.precision import resolve_precision
+
+    if tflite is not None:
+        from tinycifar.tflite_file import TfliteClassifier
+
+        if weights is not None or model_name is not None or onnx is not None:
+            raise TinyCifarError("--tflite runs the TFLite file alone: drop --model, --weights and --onnx")
+        tfl = TfliteClassifier(tflite, runtime)
+        kind = "int8" if tfl.input["dtype"] == np.int8 else "float32"
+        where = "TFLM (x86 reference kernels)" if runtime == "tflm" else "LiteRT"
+        return Path(tflite).stem, Path(tflite), f"{where} on the CPU, {kind}", tfl.logits
 
     if onnx is not None:
         from tinycifar.onnx_file import OnnxClassifier

@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 from tinycifar.atomic import write_json
-from tinycifar.commands.flags import add_data_flag, add_device_flag, add_precision_flag, add_weights_flags, whole_number
+from tinycifar.commands.flags import (
+    add_data_flag,
+    add_device_flag,
+    add_precision_flag,
+    add_tflite_flags,
+    add_weights_flags,
+    whole_number,
+)
 from tinycifar.data import load_cifar10
 from tinycifar.evaluate import (
     confusion_figure,
@@ -33,6 +40,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="evaluate an ONNX file (tinycifar export's, or any keeping its contract) "
         "with ONNX Runtime instead of PyTorch weights",
     )
+    add_tflite_flags(p)
     add_device_flag(p)
     add_precision_flag(p)
     p.add_argument(
@@ -52,7 +60,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     name, weights, runs_as, forward = load_forward(
-        args.model, args.weights, args.onnx, args.device, args.precision, args.batch_size
+        args.model,
+        args.weights,
+        args.onnx,
+        args.device,
+        args.precision,
+        args.batch_size,
+        tflite=args.tflite,
+        runtime=args.runtime,
     )
     out = Path(args.out)
     # Before the test set and the forward passes: fail fast.

@@ -101,3 +101,21 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     changes = {f.name: getattr(args, f.name) for f in fields(Recipe) if getattr(args, f.name, None) is not None}
     return dataclasses.replace(recipe, **changes)
+
+
+def add_tflite_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tflite FILE`` and ``--runtime``, the same for evaluate and predict."""
+    parser.add_argument(
+        "--tflite",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run a .tflite file (any keeping tinycifar's TFLite contract, e.g. MLPerf Tiny's IC01 model) "
+        "instead of PyTorch weights",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="litert",
+        choices=["litert", "tflm"],
+        help="with --tflite: LiteRT (default), or TensorFlow Lite Micro, the kernels a microcontroller runs",
+    )

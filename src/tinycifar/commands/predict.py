@@ -8,7 +8,13 @@ from pathlib import Path
 
 import torch
 
-from tinycifar.commands.flags import add_device_flag, add_precision_flag, add_weights_flags, whole_number
+from tinycifar.commands.flags import (
+    add_device_flag,
+    add_precision_flag,
+    add_tflite_flags,
+    add_weights_flags,
+    whole_number,
+)
 from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError
 from tinycifar.predict import load_image, top_classes
@@ -25,6 +31,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="classify with an ONNX file on ONNX Runtime instead of PyTorch weights",
     )
+    add_tflite_flags(p)
     add_device_flag(p)
     add_precision_flag(p)
     p.add_argument(
@@ -37,7 +44,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, _, _, forward = load_forward(args.model, args.weights, args.onnx, args.device, args.precision)
+    _, _, _, forward = load_forward(
+        args.model, args.weights, args.onnx, args.device, args.precision, tflite=args.tflite, runtime=args.runtime
+    )
     names, tensors, failed = [], [], 0
     for name in args.images:
         try:
