@@ -94,10 +94,10 @@ def test_time_budget_too_short_says_how_long_to_ask_for(tmp_path, tiny_data):
 
 
 def test_plan_prints_the_epochs_a_budget_buys_and_trains_nothing(tmp_path, capsys, monkeypatch):
-    import tinycifar.data
+    from tinycifar.commands import train as train_command
 
     fake = {"train": synthetic_cifar(320, seed=0), "test": synthetic_cifar(100, seed=1)}
-    monkeypatch.setattr(tinycifar.data, "load_cifar10", lambda split, data_dir=None: fake[split])
+    monkeypatch.setattr(train_command, "load_cifar10", lambda split, data_dir=None: fake[split])
     out = tmp_path / "run"
     args = ["train", "--model", "tinynet", "--batch-size", "32", "--out", str(out), "--plan"]
     # --plan trains nothing, so a long budget costs no test time; the short one leaves room
@@ -181,6 +181,8 @@ def test_a_loop_slower_than_the_probe_still_ends_in_time(tmp_path, tiny_data, mo
     assert config["recipe"]["epochs"] == metrics["epochs"]  # the schedule the run kept, for --resume
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert saved["config"]["recipe"]["epochs"] == metrics["epochs"]
+    # every parameter group's schedule was shortened, not only the first: all end at zero
+    assert [g["lr"] for g in saved["optimizer"]["param_groups"]] == [0.0] * len(saved["optimizer"]["param_groups"])
 
 
 def test_epochs_after_the_first_fit_what_is_left_and_never_grow():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import struct
 import tracemalloc
 import zipfile
@@ -137,6 +138,8 @@ def test_checkpoint_zip_directory_fuzzed(data):
 
 def test_checkpoint_zip_check_passes_torch_save_and_refuses_a_bomb():
     check_checkpoint_zip(CHECKPOINT, 64 * MB)
+    with pytest.raises(ValueError, match="bytes before the archive"):  # torch would read a legacy pickle
+        check_checkpoint_zip(pickle.dumps({"model": {}}) + CHECKPOINT, 64 * MB)
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data/0", bytes(8 * MB))

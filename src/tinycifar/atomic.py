@@ -35,7 +35,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
         write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         Path(tmp).unlink(missing_ok=True)
@@ -68,3 +68,8 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: setting it to read it is process-wide, and another thread (Optuna's
+# heartbeat, say) creating a file in that moment would get a world-writable one.
+_UMASK = _umask()

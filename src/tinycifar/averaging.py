@@ -26,8 +26,9 @@ class NoAveraging:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         pass
 
-    def set_total_steps(self, total: int) -> None:
-        """The run's length changed (a time budget shortened it)."""
+    def set_total_steps(self, model: nn.Module, total: int, done: int) -> None:
+        """The run's length changed to ``total`` steps (a time budget shortened it) after
+        ``done`` of them."""
 
 
 class EMA(NoAveraging):
@@ -78,8 +79,10 @@ class Lookahead(NoAveraging):
             slow.lerp_(current[k], 1 - decay)
             current[k].copy_(slow)
 
-    def set_total_steps(self, total: int) -> None:
+    def set_total_steps(self, model: nn.Module, total: int, done: int) -> None:
         self.total = total
+        if done >= total:  # the run ends now: hand over the slow weights, as its last step would have
+            self.update(model, total - 1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}

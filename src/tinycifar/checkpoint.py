@@ -131,7 +131,7 @@ def _why_refused(e: pickle.UnpicklingError) -> str:
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """Weights only, as safetensors: the format to ship and share."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=metadata))
+    atomic_write(Path(path), lambda p: save_safetensors(tensors, p, metadata))
 
 
 # The zoo's weights are under 1 MB and a 2M-parameter teacher's 8 MB: a larger file is
@@ -254,3 +254,12 @@ def _models_that_fit(shapes: dict[str, tuple[int, ...]]) -> list[str]:
 
     with torch.device("meta"):
         return [name for name in list_models() if state_shapes(create_model(name)) == shapes]
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, its write errors (a full disk) as the ``OSError``
+    that :func:`tinycifar.atomic.atomic_write` turns into one line."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        raise OSError(str(e)) from None

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from tinycifar.atomic import atomic_write
-from tinycifar.checkpoint import FLOAT_DTYPES
+from tinycifar.checkpoint import FLOAT_DTYPES, save_safetensors
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits
 from tinycifar.untrusted import load_safetensors, read_bytes, safetensors_header
@@ -48,10 +48,9 @@ def model_probs(
 
 def save_soft_labels(probs: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
     """``probs`` as float16 safetensors (1 MB for the training set), with what made them."""
-    from safetensors.torch import save_file
 
     tensors = {KEY: probs.to(torch.float16).contiguous()}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p), metadata=metadata))
+    atomic_write(Path(path), lambda p: save_safetensors(tensors, p, metadata))
 
 
 def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[torch.Tensor, dict[str, str]]:

@@ -110,6 +110,9 @@ def _all_tensors(model: Any) -> Iterator[Any]:
     data, which ONNX Runtime would read from a path beside the current folder."""
     graphs = [model.graph, *(g for info in model.training_info for g in (info.initialization, info.algorithm))]
     nodes = [n for f in model.functions for n in f.node]
+    # a function's default attributes may hold tensors too: walked as a node's would be
+    onnx, _ = need_onnx()
+    nodes += [onnx.NodeProto(attribute=f.attribute_proto) for f in model.functions if len(f.attribute_proto)]
     while graphs or nodes:
         if graphs:
             g = graphs.pop()

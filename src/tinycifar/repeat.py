@@ -24,6 +24,7 @@ from typing import Any
 
 from tinycifar import records
 from tinycifar.errors import TinyCifarError
+from tinycifar.runfolder import run_files
 
 
 def run_seed(seed: int, out: Path, extra: list[str], threads: int) -> dict[str, Any]:
@@ -37,7 +38,8 @@ def run_seed(seed: int, out: Path, extra: list[str], threads: int) -> dict[str, 
         check_resumable(folder)
         resume = ["--resume"]
     except TinyCifarError:
-        resume = []
+        # repeat's own seed folder, killed before its first checkpoint: nothing to keep
+        resume = ["--overwrite"] if run_files(folder) else []
     cmd = [
         sys.executable,
         "-m",

@@ -114,10 +114,15 @@ def _acquire(folder: Path) -> int:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held by a live process
+            except BlockingIOError:  # held by a live process
                 owner = _owner(fd)
                 os.close(fd)
                 raise _busy(path, owner) from None
+            except OSError as e:  # a filesystem without locks
+                os.close(fd)
+                raise TinyCifarError(
+                    f"cannot lock {path} ({e.strerror or e}): choose an --out on a local disk"
+                ) from None
             # The owner may have released and unlinked it between our open and our flock:
             # then we hold a lock on a file no one else will find. Start again.
             try:
@@ -127,8 +132,16 @@ def _acquire(folder: Path) -> int:
             if not same:
                 os.close(fd)
                 continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(
+                fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
+            )
+        except OSError as e:
+            os.close(fd)
+            raise TinyCifarError(
+                f"cannot write the lock {path} ({e.strerror or e}): free some space or choose another --out"
+            ) from None
         return fd
     raise TinyCifarError(f"could not take the lock {path}: other processes keep taking it; choose another --out")
 

@@ -73,7 +73,11 @@ class TfliteClassifier:
             raise TinyCifarError(f"{self.path}: not a valid TFLite file ({_first_line(e)}); export it again") from None
         self._check_size()
         self.input, self.output = self._check_contract()
-        self.litert.allocate_tensors()
+        try:
+            self.litert.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            raise TinyCifarError(f"{self.path}: LiteRT cannot run it ({_first_line(e)})") from None
+        self._check_size()  # ops that size their outputs from constants only do so when allocated
         self.micro = self._tflm(data) if runtime == "tflm" else None
         self.size = len(data)
 
@@ -141,13 +145,17 @@ class TfliteClassifier:
         return image.astype(np.float32) / 255.0
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        if self.micro is not None:
-            self.micro.set_input(x, 0)
-            self.micro.invoke()
-            return self.micro.get_output(0)
-        self.litert.set_tensor(self.input["index"], x)
-        self.litert.invoke()
-        return self.litert.get_tensor(self.output["index"])
+        try:
+            if self.micro is not None:
+                self.micro.set_input(x, 0)
+                self.micro.invoke()
+                return self.micro.get_output(0)
+            self.litert.set_tensor(self.input["index"], x)
+            self.litert.invoke()
+            return self.litert.get_tensor(self.output["index"])
+        except (RuntimeError, ValueError) as e:
+            where = "TFLM" if self.micro is not None else "LiteRT"
+            raise TinyCifarError(f"{self.path}: {where} failed on it ({_first_line(e)})") from None
 
     def _dequantise(self, y: np.ndarray) -> np.ndarray:
         if self.output["dtype"] == np.int8:

@@ -178,6 +178,8 @@ class KeepToBudget(Callback):
                 f"the first epoch took {row['seconds']:.1f} s: {epochs} epochs fit the budget, not {recipe.epochs}"
             )
             run.shorten(epochs)
+            if epochs == 1 and row["eval_acc"] is None:  # the run ends here: it is scored here
+                row["eval_loss"], row["eval_acc"] = evaluate_loss_acc(run.final_model(), run.eval_data, run.dev)
 
 
 @dataclass
@@ -338,8 +340,9 @@ class Run:
             self.config, recipe=dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup_epochs)
         )
         total, warmup = epochs * self.steps_per_epoch, round(warmup_epochs * self.steps_per_epoch)
-        self.parts.scheduler.lr_lambdas[0] = lambda s: lr_factor(s, total, warmup)
-        self.parts.averager.set_total_steps(total)
+        schedule = lambda s: lr_factor(s, total, warmup)  # noqa: E731 - one schedule for every group
+        self.parts.scheduler.lr_lambdas = [schedule] * len(self.parts.scheduler.lr_lambdas)
+        self.parts.averager.set_total_steps(self.parts.model, total, len(self.history) * self.steps_per_epoch)
 
     def final_model(self) -> nn.Module:
         """The weights a run reports and ships: the averaged ones where the recipe averages."""

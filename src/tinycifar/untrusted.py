@@ -154,6 +154,10 @@ def check_checkpoint_zip(data: bytes, cap: int) -> None:
         UnicodeDecodeError,
     ) as e:
         raise ValueError(f"not a torch.save zip ({type(e).__name__})") from None
+    # torch tells its formats apart by the first bytes: data before the archive would be read
+    # as a legacy pickle, which allocates the storages it declares.
+    if data[:4] != b"PK\x03\x04" or min((i.header_offset for i in infos), default=0) != 0:
+        raise ValueError("not a torch.save zip (bytes before the archive)")
     total = 0
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:

@@ -21,7 +21,7 @@ from tinycifar.commands.flags import (
     apply_overrides,
     whole_number,
 )
-from tinycifar.data import train_size
+from tinycifar.data import load_cifar10, train_size
 from tinycifar.distill import check_held_out, check_teacher, held_out, load_soft_labels
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import resolve_device
@@ -102,8 +102,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
     """The training rows, and what a run is scored on: the held-out rows, or the test set."""
-    from tinycifar.data import load_cifar10
-
     train, val = split_validation(load_cifar10("train", args.data_dir), args.val_split)
     if val is not None:
         return train, val, "val"
@@ -176,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             cleared = clear_run(out)
             if cleared:
                 say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
-        elif not args.resume:
+        elif not args.resume and distributed.is_main_process():
             refuse_existing_run(out)  # before the data is loaded: fail fast
         train, eval_data, _ = _load_data(args)
         metrics = fit(
