@@ -1405,6 +1405,27 @@ CASES = [
         before_data=True,
     ),
     Case(
+        "train-optimizer-unknown",
+        lambda e: train(e, "--optimizer", "adam"),
+        2,
+        r"argument --optimizer: invalid choice: 'adam'",
+        before_data=True,
+    ),
+    Case(
+        "recipe-optimizer-unknown",
+        lambda e: train(e, "--recipe", recipe_file(e, 'optimizer = "lion"\n')),
+        2,
+        r"bad recipe: optimizer must be one of sgd, adamw \(got 'lion'\)",
+        before_data=True,
+    ),
+    Case(
+        "train-lr-floor-one",
+        lambda e: train(e, "--lr-floor", "1"),
+        2,
+        r"bad recipe: lr_floor must be in \[0, 1\), a share of the peak learning rate \(got 1\.0\)",
+        before_data=True,
+    ),
+    Case(
         "train-lr-absurd",
         lambda e: train(e, "--lr", "1e6"),
         2,
@@ -1596,6 +1617,7 @@ ANY_VALUE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([math.nan, math.inf, -math.inf, -0.0]),
     st.text(max_size=4),
+    st.sampled_from(["sgd", "adamw", "linear", "cosine", "Adam"]),
     st.booleans(),
     st.none(),
 )
@@ -1611,7 +1633,7 @@ def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
         return
     for f in fields(Recipe):
         v = getattr(r, f.name)
-        want = {"int": int, "float": float, "bool": bool}[f.type]
+        want = {"int": int, "float": float, "bool": bool, "str": str}[f.type]
         assert type(v) is want, (f.name, v)
         if want is float:
             assert math.isfinite(v), (f.name, v)
@@ -1619,3 +1641,4 @@ def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
     assert 0 <= r.momentum < 1 and 0 <= r.label_smoothing < 1 and 0 <= r.ema_decay < 1
     assert 0 <= r.warmup_epochs <= r.epochs and 0 <= r.translate <= 16 and 0 <= r.cutout <= 32
     assert r.mixup >= 0 and r.cutmix >= 0 and 0 <= r.mixup_ramp <= 0.5 and not (r.mixup and r.mixup_ramp)
+    assert r.optimizer in ("sgd", "adamw") and r.schedule in ("linear", "cosine") and 0 <= r.lr_floor < 1

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -244,3 +245,20 @@ def test_fast_recipe_run_evaluates_every_k_epochs_and_resumes_identically(tmp_pa
     fit(RunConfig("fastnet", FAST_TINY), *tiny_data, run, resume=True)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adamw_with_a_cosine_decay_to_a_floor_learns(tmp_path, tiny_data):
+    recipe = Recipe(
+        epochs=4,
+        batch_size=32,
+        optimizer="adamw",
+        lr=0.01,
+        weight_decay=0.01,
+        warmup_epochs=1,
+        schedule="cosine",
+        lr_floor=0.1,
+    )
+    metrics = fit(RunConfig("tinynet", recipe, device="cpu"), *tiny_data, tmp_path)
+    assert metrics["eval_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5 * (1 - math.cos(math.pi / 30))), rel=1e-6)

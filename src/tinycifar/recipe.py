@@ -26,11 +26,26 @@ class Recipe:
     epochs: int = field(default=30, metadata={"help": "passes over the training set"})
     batch_size: int = field(default=512, metadata={"help": "images per SGD step"})
     lr: float = field(default=0.4, metadata={"help": "peak learning rate of the schedule"})
+    optimizer: str = field(
+        default="sgd",
+        metadata={
+            "help": "sgd (Nesterov momentum, L2 weight decay) or adamw (decoupled weight decay, as "
+            "xvel/cifar10-tiniest: lr 0.02, weight decay 0.01)",
+            "choices": ("sgd", "adamw"),
+        },
+    )
     momentum: float = field(default=0.9, metadata={"help": "SGD Nesterov momentum"})
     weight_decay: float = field(
         default=5e-4, metadata={"help": "L2 on conv/linear weights only, never on BatchNorm or biases"}
     )
-    warmup_epochs: float = field(default=2.0, metadata={"help": "linear warm-up length; then linear decay to zero"})
+    warmup_epochs: float = field(default=2.0, metadata={"help": "linear warm-up length; then the decay"})
+    schedule: str = field(
+        default="linear",
+        metadata={"help": "the decay after warm-up: linear or cosine, to lr_floor", "choices": ("linear", "cosine")},
+    )
+    lr_floor: float = field(
+        default=0.0, metadata={"help": "where the decay ends, a share of the peak learning rate (xvel: 0.1)"}
+    )
     label_smoothing: float = field(default=0.1, metadata={"help": "cross-entropy label smoothing"})
     ema_decay: float = field(
         default=0.0, metadata={"help": "per-step EMA of the weights, evaluated and saved instead; 0 = off"}
@@ -141,6 +156,13 @@ class Recipe:
             problems.append(f"distill must be in [0, 1], the teacher's share of each target (got {self.distill})")
         if self.mixup and self.mixup_ramp:
             problems.append("mixup and mixup_ramp are two ways to draw mixup's share: set one of them to 0")
+        problems += [
+            f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {getattr(self, f.name)!r})"
+            for f in fields(self)
+            if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]
+        ]
+        if not 0 <= self.lr_floor < 1:
+            problems.append(f"lr_floor must be in [0, 1), a share of the peak learning rate (got {self.lr_floor})")
         if problems:
             raise TinyCifarError("bad recipe: " + "; ".join(problems))
         return self
@@ -196,6 +218,7 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
             "int": isinstance(value, int) and not isinstance(value, bool),
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
         }[want]
         if not ok:
             raise TinyCifarError(f"{source}: {key} must be {want}, got {value!r}")

@@ -8,6 +8,8 @@ without importing the loop.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,9 +35,10 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
             "lr": recipe.lr * recipe.bias_lr_scale,
         },
     ]
-    return torch.optim.SGD(
-        [g for g in groups if g["params"]], lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0
-    )
+    kept = [g for g in groups if g["params"]]
+    if recipe.optimizer == "adamw":  # decoupled decay: the groups' weight_decay is AdamW's own
+        return torch.optim.AdamW(kept, lr=recipe.lr)
+    return torch.optim.SGD(kept, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
 
 
 def train_step(
@@ -59,8 +62,12 @@ def train_step(
     return loss, logits
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Triangle schedule: linear warm-up from 0 to 1, then linear decay to 0 at the end."""
+def lr_factor(step: int, total: int, warmup: int, shape: str = "linear", floor: float = 0.0) -> float:
+    """The learning rate's share of its peak at ``step``: a linear warm-up from 0 to 1, then a
+    linear or cosine decay to ``floor`` at the end (linear to 0 is the triangle of airbench)."""
     if step < warmup:
         return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+    left = max(0.0, (total - step) / max(1, total - warmup))  # 1 down to 0
+    if shape == "cosine":
+        left = 0.5 * (1 - math.cos(math.pi * left))
+    return floor + (1 - floor) * left if floor else left

@@ -210,7 +210,9 @@ class Parts:
         net = shard.wrap(model)
         optimizer = make_optimizer(model, recipe)
         total, warmup = recipe.epochs * steps_per_epoch, round(recipe.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, total, warmup, recipe.schedule, recipe.lr_floor)
+        )
         averager = make_averager(model, recipe.ema_decay, recipe.lookahead, total)
         return cls(
             model, net, optimizer, scheduler, averager, Augmentation.from_recipe(recipe, len(images), config.seed)
@@ -340,7 +342,8 @@ class Run:
             self.config, recipe=dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup_epochs)
         )
         total, warmup = epochs * self.steps_per_epoch, round(warmup_epochs * self.steps_per_epoch)
-        schedule = lambda s: lr_factor(s, total, warmup)  # noqa: E731 - one schedule for every group
+        shape, floor = recipe.schedule, recipe.lr_floor
+        schedule = lambda s: lr_factor(s, total, warmup, shape, floor)  # noqa: E731 - one for every group
         self.parts.scheduler.lr_lambdas = [schedule] * len(self.parts.scheduler.lr_lambdas)
         self.parts.averager.set_total_steps(self.parts.model, total, len(self.history) * self.steps_per_epoch)
 

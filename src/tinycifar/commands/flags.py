@@ -87,6 +87,8 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"]
             )
+        elif f.type == "str":
+            group.add_argument(flag, dest=f.name, choices=f.metadata["choices"], default=None, help=f.metadata["help"])
         else:
             group.add_argument(
                 flag,
