@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from tinycifar.data import CLASSES
-from tinycifar.errors import TinyCifarError
+from tinycifar.errors import TinyCifarError, first_line
 from tinycifar.untrusted import read_bytes
 
 INPUT, OUTPUT = "images", "logits"
@@ -67,7 +67,7 @@ def model_from_bytes(data: bytes, path: Path | str) -> Any:
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as e:
-        raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({_first_line(e)}); export it again") from None
+        raise TinyCifarError(f"{path}: truncated or corrupt ONNX file ({first_line(e)}); export it again") from None
     if not model.graph.node:
         raise TinyCifarError(f"{path}: not an ONNX model (no graph found); truncated or not ONNX at all")
     check_contract(model, path)
@@ -159,11 +159,6 @@ def _type_name(elem_type: int) -> str:
         return f"type {elem_type}"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
-
-
 class OnnxClassifier:
     """An ONNX Runtime session on a contract-keeping file: uint8 images in, logits out.
 
@@ -183,7 +178,7 @@ class OnnxClassifier:
                 self.model.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
-            raise TinyCifarError(f"{self.path}: ONNX Runtime cannot run it ({_first_line(e)})") from None
+            raise TinyCifarError(f"{self.path}: ONNX Runtime cannot run it ({first_line(e)})") from None
         self.metadata = {p.key: p.value for p in self.model.metadata_props}
 
     def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
@@ -199,7 +194,7 @@ class OnnxClassifier:
         try:
             (logits,) = self.session.run([OUTPUT], {INPUT: x})
         except Exception as e:  # noqa: BLE001
-            raise TinyCifarError(f"{self.path}: ONNX Runtime failed on it ({_first_line(e)})") from None
+            raise TinyCifarError(f"{self.path}: ONNX Runtime failed on it ({first_line(e)})") from None
         if logits.shape != (len(x), len(CLASSES)):
             raise TinyCifarError(
                 f"{self.path}: returned logits of shape {logits.shape}, expected ({len(x)}, {len(CLASSES)})"

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tinycifar.data import CLASSES
-from tinycifar.errors import TinyCifarError
+from tinycifar.errors import TinyCifarError, first_line
 from tinycifar.untrusted import read_bytes
 
 RUNTIMES = ("litert", "tflm")
@@ -70,13 +70,13 @@ class TfliteClassifier:
         try:
             self.litert = interpreter_class(model_content=data, num_threads=1)
         except ValueError as e:  # LiteRT's verifier: not a flatbuffer, or not one of a model
-            raise TinyCifarError(f"{self.path}: not a valid TFLite file ({_first_line(e)}); export it again") from None
+            raise TinyCifarError(f"{self.path}: not a valid TFLite file ({first_line(e)}); export it again") from None
         self._check_size()
         self.input, self.output = self._check_contract()
         try:
             self.litert.allocate_tensors()
         except (RuntimeError, ValueError) as e:
-            raise TinyCifarError(f"{self.path}: LiteRT cannot run it ({_first_line(e)})") from None
+            raise TinyCifarError(f"{self.path}: LiteRT cannot run it ({first_line(e)})") from None
         self._check_size()  # ops that size their outputs from constants only do so when allocated
         self.micro = self._tflm(data) if runtime == "tflm" else None
         self.size = len(data)
@@ -126,7 +126,7 @@ class TfliteClassifier:
             return tflm.Interpreter.from_bytes(data, arena_size=TFLM_ARENA)
         except (RuntimeError, ValueError) as e:
             raise TinyCifarError(
-                f"{self.path}: TFLM cannot run it ({_first_line(e)}): an operator TFLM lacks, or more than "
+                f"{self.path}: TFLM cannot run it ({first_line(e)}): an operator TFLM lacks, or more than "
                 f"{TFLM_ARENA:,} bytes of arena"
             ) from None
 
@@ -155,7 +155,7 @@ class TfliteClassifier:
             return self.litert.get_tensor(self.output["index"])
         except (RuntimeError, ValueError) as e:
             where = "TFLM" if self.micro is not None else "LiteRT"
-            raise TinyCifarError(f"{self.path}: {where} failed on it ({_first_line(e)})") from None
+            raise TinyCifarError(f"{self.path}: {where} failed on it ({first_line(e)})") from None
 
     def _dequantise(self, y: np.ndarray) -> np.ndarray:
         if self.output["dtype"] == np.int8:
@@ -178,8 +178,3 @@ class TfliteClassifier:
             report.seek(0)
             found = re.search(rb"Arena allocation total (\d+) bytes", report.read())
         return int(found.group(1)) if found else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__

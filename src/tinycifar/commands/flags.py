@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import fields
 from pathlib import Path
 
-from tinycifar.models import DEFAULT_MODEL
+from tinycifar.models import DEFAULT_BUDGET, DEFAULT_MODEL
 from tinycifar.precision import PRECISIONS
 from tinycifar.recipe import Recipe
 
@@ -57,6 +57,17 @@ def add_precision_flag(parser: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         help="fp32; bf16 autocast (fast only where the CPU or GPU runs bf16 natively); "
         "auto: bf16 where it is native, else fp32 (default)",
+    )
+
+
+def add_budget_flag(parser: argparse.ArgumentParser) -> None:
+    """``--budget``, the same for models and summary."""
+    parser.add_argument(
+        "--budget",
+        type=whole_number(0),
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})",
     )
 
 

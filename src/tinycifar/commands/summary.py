@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tinycifar.commands.flags import whole_number
-from tinycifar.models import DEFAULT_BUDGET
+from tinycifar.commands.flags import add_budget_flag, whole_number
 from tinycifar.summary import DEFAULT_INPUT_SIZE, format_summary, summarize
 
 
@@ -18,13 +17,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"registered model name (default: {DEFAULT_MODEL}; see `tinycifar models`)",
     )
-    parser.add_argument(
-        "--budget",
-        type=whole_number(0),
-        default=DEFAULT_BUDGET,
-        metavar="N",
-        help=f"parameter budget to compare against (default: {DEFAULT_BUDGET:,})",
-    )
+    add_budget_flag(parser)
     parser.add_argument(
         "--input-size",
         type=whole_number(1),
