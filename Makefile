@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_INDEX)
-	$(BIN)/python -m pip install --quiet -e ".[test,export,sweep,tflite,dev,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,export,sweep,tflite,tflite-export,dev,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1476,6 +1476,28 @@ CASES = [
         2,
         r"argument --runtime: invalid choice: 'cmsis'",
     ),
+    Case(
+        "export-suffix-unknown",
+        lambda e: ["export", "--out", str(e.tmp / "model.tfl")],
+        2,
+        r"--out \S+model\.tfl: name the file \*\.onnx or \*\.tflite \(the format follows the suffix\)",
+        before_data=True,
+    ),
+    Case(
+        "export-c-array-of-onnx",
+        lambda e: ["export", "--out", str(e.tmp / "model.onnx"), "--c-array"],
+        2,
+        r"--c-array writes TFLite files as C arrays: name the --out file \*\.tflite",
+        before_data=True,
+    ),
+    Case(
+        "export-tflite-calibration-method-of-onnx",
+        lambda e: ["export", "--out", str(e.tmp / "m.tflite"), "--int8", "--calibration-method", "entropy"],
+        2,
+        r"--calibration-method 'entropy': for TFLite choose one of histogram, minmax",
+        before_data=True,
+        marks=tflite_marks(),
+    ),
     # --- other commands ---
     Case(
         "summary-model-unknown",

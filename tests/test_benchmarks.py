@@ -1,6 +1,7 @@
 """The scripts that turn benchmark runs into the README's tables: the fp32/bf16 parity table
 and the time-to-accuracy summary merged from processes run side by side."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -207,3 +208,26 @@ def test_seed_table_refuses_a_seed_recorded_twice(tmp_path):
     assert out.returncode != 0
     assert "repeat a seed of one configuration: move the one that should not count out of the folder" in out.stderr
     assert {"s09", "s09-again"} <= set(out.stderr.removeprefix("runs ").split(" repeat")[0].split(", "))
+
+
+def test_mcu_table_puts_the_reference_beside_our_models(tmp_path, fake_root, monkeypatch):
+    pytest.importorskip("litert_torch", reason="the [tflite-export] extra is not installed")
+    reference = Path(__file__).resolve().parents[2] / "shared/peers/mlperf-tiny-ic01/pretrainedResnet_quant.tflite"
+    if not reference.is_file():
+        pytest.skip(f"no IC01 reference at {reference}")
+    # In this process: the fake data set's batch size is patched here, not in a subprocess.
+    spec = importlib.util.spec_from_file_location("mcu_benchmark", BENCHMARKS / "mcu.py")
+    mcu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mcu)
+    argv = ["mcu.py", "--data-dir", str(fake_root), "--reference", str(reference), "--models", "fastnet"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--images", "12", "--out", str(tmp_path)])
+    mcu.main()
+    info = json.loads((tmp_path / "mcu.json").read_text())
+    reference_row, fastnet = info["rows"]
+    assert reference_row["model"].startswith("IC01") and reference_row["arena_bytes"] == 55_984
+    assert fastnet["model"] == "fastnet" and fastnet["weights"] == "shipped" and fastnet["arena_bytes"] > 0
+    assert abs(fastnet["flash_estimate"] - fastnet["flash_bytes"]) <= 0.03 * fastnet["flash_bytes"]
+    assert info["images"] == 12 and "flags" in info["cpu"]
+    table = (tmp_path / "mcu.md").read_text()
+    assert "| IC01 reference (MLPerf Tiny) | 78,666 |" in table and "| fastnet | 94,776 |" in table
+    assert (tmp_path / "mcu.png").stat().st_size > 1000

@@ -190,9 +190,9 @@ def test_unknown_model_names_the_choices():
 def _rows(out: str) -> dict[str, list[str]]:
     rows = {}
     for line in out.splitlines():
-        m = re.match(r"(\S+)( \*)?\s+([\d,]+)\s+([\d.]+)\s+(\d+|-)\s+(yes|NO)\s+(.*)", line)
+        m = re.match(r"(\S+)( \*)?\s+([\d,]+)\s+([\d.]+)\s+([\d.]+|-)\s+([\d.]+|-)\s+(\d+|-)\s+(yes|NO)\s+(.*)", line)
         if m:
-            rows[m[1]] = [m[2] or "", m[3], m[4], m[5], m[6], m[7]]
+            rows[m[1]] = [m[2] or "", m[3], m[4], m[7], m[8], m[9], m[5], m[6]]
     return rows
 
 
@@ -203,8 +203,10 @@ def test_cli_models_table(capsys, summaries):
     assert header[:2] == ["model", "params"] and "RF" in header and "description" in header
     rows = _rows(out)
     assert list(rows) == list_models()
-    for name, (default, params, macs, rf, budget, desc) in rows.items():
+    for name, (default, params, macs, rf, budget, desc, flash, ram) in rows.items():
         s = summaries[name]
+        assert s.mcu is not None  # every zoo model traces: the estimate is there, and printed
+        assert flash == f"{s.mcu.flash_bytes / 1000:.1f}" and ram == f"{s.mcu.ram_bytes / 1000:.1f}"
         assert int(params.replace(",", "")) == s.total_params
         assert float(macs) == pytest.approx(s.macs / 1e6, abs=0.006)
         assert rf == str(s.receptive_field)

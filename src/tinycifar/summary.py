@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from tinycifar.errors import TinyCifarError
+from tinycifar.memory import McuMemory, estimate
 from tinycifar.models import DEFAULT_BUDGET
 
 # torchinfo (checked: 1.8.0) prints a nested depth-indexed tree with a 40-wide name column,
@@ -59,6 +60,7 @@ class ModelSummary:
     budget: int = DEFAULT_BUDGET
     macs_not_counted: list[str] = field(default_factory=list)  # leaves with params, unknown MACs
     params_not_in_rows: int = 0  # params owned by non-leaf or never-called modules
+    mcu: McuMemory | None = None  # int8 TFLite flash and TFLM RAM, estimated; None off 3x32x32
 
     @property
     def non_trainable_params(self) -> int:
@@ -270,7 +272,17 @@ def summarize(
         budget=budget,
         macs_not_counted=not_counted,
         params_not_in_rows=sum(p.numel() for p in all_params if id(p) not in seen),
+        mcu=_mcu(model, input_size),
     )
+
+
+def _mcu(model: nn.Module, input_size: tuple[int, ...]) -> McuMemory | None:
+    if input_size != DEFAULT_INPUT_SIZE:
+        return None
+    try:
+        return estimate(model)
+    except Exception:  # noqa: BLE001 - a model torch.export cannot trace gets no estimate, not an error
+        return None
 
 
 def _human(n: float) -> str:
@@ -310,6 +322,12 @@ def format_summary(s: ModelSummary) -> str:
             note += f"; covers the whole {s.input_size[1]}x{s.input_size[2]} input"
         lines.append(f"Receptive field: {rf_text} ({note})")
     lines.append(f"Size: {s.size_kb_fp32:,.1f} KB as fp32, {s.size_kb_int8:,.1f} KB as int8")
+    if s.mcu is not None:
+        lines.append(
+            f"Microcontroller (int8 TFLite, estimated): flash {s.mcu.flash_bytes / 1000:,.1f} KB, "
+            f"RAM {s.mcu.ram_bytes / 1000:,.1f} KB (TFLM arena; {s.mcu.peak_activation_bytes / 1000:,.1f} KB "
+            "of it activations)"
+        )
     if s.params_not_in_rows:
         lines.append(
             f"  ({s.params_not_in_rows:,} params belong to non-leaf or uncalled modules: in the totals, not the rows)"
