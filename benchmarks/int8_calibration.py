@@ -84,7 +84,7 @@ def main() -> None:
         fp32_acc = metrics_from_logits(ref, val_labels)["accuracy"]
         print(
             f"{name}, {args.weights}: fp32 val accuracy {fp32_acc:.2%} on {len(val_images)} images; "
-            f"int8 scored in {runtime}; CPU {cpu_info()}"
+            f"int8 scored in {runtime}; CPU {cpu_info()['model']} ({', '.join(cpu_info()['flags'])})"
         )
         print("| method | images | int8 val accuracy | vs fp32 | agreement | bytes | seconds |")
         print("|---|---:|---:|---:|---:|---:|---:|")

@@ -488,6 +488,15 @@ def nested_labels(env):
 REFERENCE_TFLITE = Path(__file__).resolve().parents[2] / "shared/peers/mlperf-tiny-ic01/pretrainedResnet_quant.tflite"
 
 
+def converter_marks() -> tuple:
+    """Export cases that reach the converter's import need the [tflite-export] extra."""
+    try:
+        import litert_torch  # noqa: F401
+    except ImportError:
+        return (pytest.mark.skip(reason="the [tflite-export] extra is not installed"),)
+    return ()
+
+
 def tflite_marks() -> tuple:
     """TFLite cases need the [tflite] extra and the IC01 file beside the checkout."""
     try:
@@ -1496,7 +1505,14 @@ CASES = [
         2,
         r"--calibration-method 'entropy': for TFLite choose one of histogram, minmax",
         before_data=True,
-        marks=tflite_marks(),
+        marks=converter_marks(),
+    ),
+    Case(
+        "export-calibration-without-int8",
+        lambda e: ["export", "--out", str(e.tmp / "model.onnx"), "--calibration-images", "64"],
+        2,
+        r"--calibration-images and --calibration-method set up the int8 file: add --int8",
+        before_data=True,
     ),
     # --- other commands ---
     Case(

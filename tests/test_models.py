@@ -163,7 +163,7 @@ def test_dilatednet_has_no_pooling_but_dilation():
 
 @pytest.fixture(scope="module")
 def summaries():
-    return {name: summarize(create_model(name)) for name in list_models()}
+    return {name: summarize(create_model(name), mcu=True) for name in list_models()}
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "seed"])

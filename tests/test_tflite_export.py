@@ -3,6 +3,7 @@ int8 file keeps IC01's contract and runs in TFLM, and the memory estimate of `su
 `models` holds against the file's size and TFLM's own arena."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_the_int8_file_says_what_it_is_and_strips_the_rest():
     data = tflite_export.convert(model, "fastnet", synthetic_cifar(32)[0])
     info = _metadata(data)
     assert info["model"] == "fastnet" and len(info["classes"]) == 10 and "32 training images" in info["quantization"]
-    assert b"tinycifar.models" not in data and b"/work" not in data  # no Python paths or module names
+    checkout = str(Path(tflite_export.__file__).resolve().parents[2]).encode()
+    assert b"tinycifar.models" not in data and checkout not in data  # no module names, no paths of this machine
 
 
 def test_a_batchnorm_after_a_pool_is_a_depthwise_convolution_and_pools_reduce():
@@ -115,12 +117,16 @@ def test_cli_export_tflite_writes_checks_and_embeds(tmp_path, capsys, fake_root)
     text = capsys.readouterr().out
     int8 = tmp_path / "deploy" / "fastnet.int8.tflite"
     assert out.is_file() and int8.is_file()
-    assert "TFLite fp32" in text and "TFLite int8" in text and "100.00%" in text  # fp32 agrees with PyTorch
+    (fp32_row,) = [line for line in text.splitlines() if line.startswith("TFLite fp32")]
+    assert fp32_row.split()[-1] == "100.00%"  # the float file agrees with PyTorch on every image
+    assert any(line.startswith("TFLite int8") for line in text.splitlines())
     arena = TfliteClassifier(int8, "tflm")
     arena.logits(synthetic_cifar(1)[0])
     assert f"{arena.arena_bytes():,}" in text  # the arena printed is TFLM's own
     source = (tmp_path / "deploy" / "fastnet.int8.cc").read_text()
     assert f"fastnet_int8_tflite_len = {int8.stat().st_size};" in source
+    assert "extern const uint8_t fastnet_int8_tflite[];" in source  # other files can link to it
+    assert f"wrote {int8}, {int8.with_suffix('.cc')}" in text
     body = source[source.index("{") + 1 : source.index("}")]
     assert bytes(int(b, 16) for b in body.replace(",", " ").split()) == int8.read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == [
@@ -145,3 +151,50 @@ def test_cli_export_tflite_bad_options_are_one_line(tmp_path, capsys, fake_root,
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("m.*"))
+
+
+def test_a_model_that_keeps_float_operators_is_refused_in_int8():
+    class GroupNormNet(torch.nn.Module):  # GroupNorm has no int8 kernel: it would stay float
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.norm = torch.nn.GroupNorm(2, 8)
+            self.head = torch.nn.Linear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.norm(self.conv(x)).mean((2, 3)))
+
+    with pytest.raises(TinyCifarError, match="does not quantise to int8 throughout .* export it without --int8"):
+        tflite_export.convert(GroupNormNet().eval(), "groupnormnet", synthetic_cifar(8)[0])
+
+
+def test_a_converter_failure_is_one_line_naming_the_model(monkeypatch):
+    import litert_torch
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("an operator it does not know\nand a long trace")
+
+    monkeypatch.setattr(litert_torch, "convert", fail)
+    with pytest.raises(
+        TinyCifarError, match=r"^model 'fastnet' does not convert to TFLite \(an operator it does not know\)$"
+    ):
+        tflite_export.convert(varied("fastnet"), "fastnet")
+
+
+def test_the_c_array_names_a_symbol_c_accepts(tmp_path):
+    path = tmp_path / "1st model.cc"
+    tflite_export.write_c_array(path, b"\x01\x02\x03", "1st model.tflite")
+    text = path.read_text()
+    assert "const uint8_t model_1st_model_tflite[] = {\n  0x01, 0x02, 0x03\n};" in text
+    assert "model_1st_model_tflite_len = 3;" in text
+
+
+def test_summary_estimates_only_when_asked_and_only_at_32x32():
+    from tinycifar.summary import format_summary, summarize
+
+    model = varied("fastnet")
+    assert summarize(model).mcu is None  # train prints the table too: no export there
+    s = summarize(model, mcu=True)
+    assert s.mcu == memory.estimate(model)
+    assert f"flash {s.mcu.flash_bytes / 1000:,.1f} KB" in format_summary(s)
+    assert summarize(model, input_size=(3, 64, 64), mcu=True).mcu is None

@@ -44,6 +44,8 @@ _ALIASES = {
     "aten.alias.default",
     "aten.transpose.int",
 }
+# Not modelled: the TRANSPOSE the converter keeps where a model flattens a map into a
+# linear layer or transposes inside an attention block; within the tolerance on the zoo.
 _FUSED_ACTIVATIONS = {"aten.relu.default", "aten.relu_.default", "aten.hardtanh.default", "aten.hardtanh_.default"}
 _FUSING = ("conv", "linear", "addmm", "add", "mul")
 # Fitted by least squares to the int8 files and TFLM arenas of the eight zoo models
@@ -65,10 +67,14 @@ class McuMemory:
     operators: int
 
 
-def estimate(model: nn.Module) -> McuMemory:
-    """Flash and RAM of ``model`` exported as full int8 (``tinycifar export --int8``)."""
+def estimate(model: nn.Module) -> McuMemory | None:
+    """Flash and RAM of ``model`` exported as full int8 (``tinycifar export --int8``), or
+    None for a model ``torch.export`` cannot trace (which the converter cannot take either)."""
     graph = PixelsToScores(deployable(model), 255.0).eval()
-    program = torch.export.export(graph, (torch.zeros(1, 32, 32, 3),))
+    try:
+        program = torch.export.export(graph, (torch.zeros(1, 32, 32, 3),))
+    except Exception:  # noqa: BLE001 - tracing fails in many ways; the estimate's own errors still raise
+        return None
     nodes = list(program.graph_module.graph.nodes)
     constants = set(program.graph_signature.inputs_to_parameters) | set(program.graph_signature.inputs_to_buffers)
     constants |= set(program.graph_signature.inputs_to_lifted_tensor_constants)

@@ -190,6 +190,7 @@ def summarize(
     model: nn.Module,
     input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
     budget: int = DEFAULT_BUDGET,
+    mcu: bool = False,
 ) -> ModelSummary:
     """Run a batch of two zero images through ``model`` and describe every leaf-module call.
 
@@ -272,17 +273,14 @@ def summarize(
         budget=budget,
         macs_not_counted=not_counted,
         params_not_in_rows=sum(p.numel() for p in all_params if id(p) not in seen),
-        mcu=_mcu(model, input_size),
+        mcu=_mcu(model, input_size) if mcu else None,
     )
 
 
 def _mcu(model: nn.Module, input_size: tuple[int, ...]) -> McuMemory | None:
     if input_size != DEFAULT_INPUT_SIZE:
         return None
-    try:
-        return estimate(model)
-    except Exception:  # noqa: BLE001 - a model torch.export cannot trace gets no estimate, not an error
-        return None
+    return estimate(model)
 
 
 def _human(n: float) -> str:

@@ -44,21 +44,27 @@ from tinycifar.data import CLASSES
 from tinycifar.errors import TinyCifarError, first_line
 from tinycifar.inference import MEAN, STD
 
-# Chosen on the validation split (benchmarks/tflite_calibration.py, docs/deployment.md).
+# Chosen on the validation split (benchmarks/int8_calibration.py --format tflite;
+# experiments/mcu/README.md).
 OBSERVERS = ("histogram", "minmax")
 OBSERVER = "histogram"
 CALIBRATION_IMAGES = 512
 METADATA_NAME = "tinycifar"
-_INT8 = 9  # TFLite's TensorType.INT8, the value modify_model_interface takes
 
 
 def need_converter() -> Any:
+    """litert-torch, with the parts of its stack :func:`convert` uses, or one line saying how
+    to install them: a broken install is not the model's fault."""
     fix = "writing .tflite files is an optional extra: pip install -e '.[tflite-export]' (make setup installs it)"
     try:
         with _quiet():
             import litert_torch
+            import torchao.quantization.pt2e  # noqa: F401
+            from ai_edge_litert import _pywrap_modify_model_interface  # noqa: F401
     except ImportError:
         raise TinyCifarError(fix) from None
+    except Exception as e:  # noqa: BLE001 - jax, protobuf and torchao fail to import in many ways
+        raise TinyCifarError(f"litert-torch is installed but does not import ({first_line(e)}); {fix}") from None
     return litert_torch
 
 
@@ -74,7 +80,8 @@ class _GlobalMean(nn.Module):
 
 def _depthwise(bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A BatchNorm in eval mode as the 1×1 depthwise convolution it is."""
-    assert bn.running_var is not None and bn.running_mean is not None
+    if bn.running_var is None or bn.running_mean is None:
+        raise TinyCifarError("a BatchNorm without running statistics cannot be exported: train it with them")
     scale = 1 / torch.sqrt(bn.running_var + bn.eps)
     weight = bn.weight if bn.weight is not None else torch.ones_like(scale)
     bias = bn.bias if bn.bias is not None else torch.zeros_like(scale)
@@ -89,7 +96,8 @@ def deployable(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval) computing the same function from operators that lower to
     TFLite's integer kernels: global pools as reductions, lone BatchNorms as convolutions."""
     model = copy.deepcopy(model).cpu().float().eval()
-    with torch.no_grad():  # the converter reads a channels-last weight's storage as if contiguous
+    with torch.no_grad():  # the converter reads a channels-last weight's storage as if contiguous:
+        # fastnet's shipped weights converted to a file that scored 10 % before this
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.data = tensor.data.contiguous()
     for parent in list(model.modules()):
@@ -100,9 +108,11 @@ def deployable(model: nn.Module) -> nn.Module:
             elif isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
                 setattr(parent, name, _GlobalMean())
             elif isinstance(child, nn.BatchNorm2d):
-                if previous is not None and type(previous[1]) is nn.Conv2d:
-                    # Folded here, not by the converter: it folds after the weights' int8
-                    # scales are fixed, which clipped fastnet's folded weights (10% accuracy).
+                # Only in a plain Sequential is the module before it the one that feeds it.
+                chained = isinstance(parent, nn.Sequential) and type(parent).forward is nn.Sequential.forward
+                if chained and previous is not None and type(previous[1]) is nn.Conv2d:
+                    # Folded here (the converter would too) so that the graph the quantiser
+                    # calibrates and tinycifar.memory estimates is the one the file holds.
                     setattr(parent, previous[0], fuse_conv_bn_eval(previous[1], child))
                     setattr(parent, name, nn.Identity())
                 else:
@@ -171,19 +181,18 @@ def convert(
     if observer not in OBSERVERS:
         raise TinyCifarError(f"unknown calibration observer {observer!r}; use {', '.join(OBSERVERS)}")
     int8 = calibration_images is not None
-    graph = PixelsToScores(deployable(model), 255.0 if int8 else 1.0).eval()
-    example = (torch.zeros(1, 32, 32, 3),)
     try:
+        graph = PixelsToScores(deployable(model), 255.0 if int8 else 1.0).eval()
         with _quiet():
             if calibration_images is None:
-                flat = litert_torch.convert(graph, example).model_content()
+                flat = litert_torch.convert(graph, (torch.zeros(1, 32, 32, 3),)).model_content()
             else:
                 flat = _int8(litert_torch, graph, calibration_images, observer)
+        return _finish(flat, model_name, int8, observer, 0 if calibration_images is None else len(calibration_images))
     except TinyCifarError:
         raise
     except Exception as e:  # noqa: BLE001 - the converter fails in many ways; say which model
         raise TinyCifarError(f"model {model_name!r} does not convert to TFLite ({first_line(e)[:300]})") from None
-    return _finish(flat, model_name, int8, observer, 0 if calibration_images is None else len(calibration_images))
 
 
 def _int8(litert_torch: Any, graph: nn.Module, images: torch.Tensor, observer: str) -> bytes:
@@ -194,7 +203,8 @@ def _int8(litert_torch: Any, graph: nn.Module, images: torch.Tensor, observer: s
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     # strict: the quantiser finds its patterns (a residual add, mul) by the Python operator
     # each node came from, which only the strict (dynamo) capture records
-    captured = torch.export.export(graph, (pixels[:2],), dynamic_shapes={"pixels": {0: batch}}, strict=True).module()
+    example = torch.zeros(2, 32, 32, 3)  # two, or export fixes the batch at one
+    captured = torch.export.export(graph, (example,), dynamic_shapes={"pixels": {0: batch}}, strict=True).module()
     quantizer = _quantizer(observer)
     prepared = quantize_pt2e.prepare_pt2e(captured, quantizer)
     with torch.no_grad():
@@ -205,13 +215,15 @@ def _int8(litert_torch: Any, graph: nn.Module, images: torch.Tensor, observer: s
         quantized, (pixels[:1],), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
     )
     from ai_edge_litert import _pywrap_modify_model_interface as interface
+    from ai_edge_litert import schema_py_generated as schema
 
     # The TFLite tool that turns float edges (QUANTIZE in, DEQUANTIZE out) into int8 ones;
     # LiteRT ships it compiled, with a file-to-file interface only.
     with tempfile.TemporaryDirectory() as scratch:
         src, dst = Path(scratch) / "float_io.tflite", Path(scratch) / "int8_io.tflite"
         src.write_bytes(edge.model_content())
-        if interface.modify_model_interface(str(src), str(dst), _INT8, _INT8) != 0:
+        int8 = schema.TensorType.INT8
+        if interface.modify_model_interface(str(src), str(dst), int8, int8) != 0:
             raise TinyCifarError("the int8 file's float input and output could not be made int8")
         return dst.read_bytes()
 
@@ -281,6 +293,8 @@ def write_c_array(path: Path, data: bytes, source_name: str) -> None:
     text = (
         f"// {source_name}: a tinycifar model, {len(data):,} bytes, for TensorFlow Lite Micro.\n"
         "#include <stdint.h>\n\n"
+        "// extern: a const at file scope is private to its file in C++; other files declare these\n"
+        f"extern const uint8_t {symbol}[];\nextern const unsigned int {symbol}_len;\n\n"
         f"alignas(16) const uint8_t {symbol}[] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
         f"const unsigned int {symbol}_len = {len(data)};\n"
     )
@@ -291,7 +305,7 @@ def write_c_array(path: Path, data: bytes, source_name: str) -> None:
 def _quiet() -> Iterator[None]:
     """The converter logs its progress, absl and torchao warnings: nothing a user can act on.
     Errors still raise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when the native code loads; a user's own wins
     loggers = [logging.getLogger(), logging.getLogger("litert_torch"), logging.getLogger("torchao")]
     levels = [lg.level for lg in loggers]
     streams = sys.stdout, sys.stderr  # an import of the converter's stack may replace them

@@ -8,6 +8,7 @@ it fits the parameter budget, a ``*`` on the default model, and its one-line des
 
 from __future__ import annotations
 
+from tinycifar.memory import ARENA_TOLERANCE, FLASH_TOLERANCE
 from tinycifar.models import DEFAULT_BUDGET
 from tinycifar.summary import summarize
 
@@ -25,7 +26,7 @@ def zoo_rows(budget: int = DEFAULT_BUDGET) -> list[dict]:
 
     rows = []
     for name in list_models():
-        s = summarize(create_model(name), budget=budget)
+        s = summarize(create_model(name), budget=budget, mcu=True)
         rows.append(
             {
                 "name": name,
@@ -70,6 +71,7 @@ def format_zoo(rows: list[dict], budget: int = DEFAULT_BUDGET) -> str:
         f"* default model.  budget: {budget:,} parameters.  "
         "MACs per 3x32x32 image; RF: theoretical receptive field in pixels.\n"
         "flash, RAM: the model as an int8 .tflite on a microcontroller, estimated from its graph (the file's "
-        "bytes, and TFLM's arena: within 3% and 15% of what `tinycifar export --int8` measures)."
+        f"bytes and TFLM's arena, within {FLASH_TOLERANCE:.0%} and {ARENA_TOLERANCE:.0%} of what "
+        "`tinycifar export --out M.tflite --int8` measures on the zoo)."
     )
     return "\n".join(out)

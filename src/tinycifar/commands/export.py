@@ -16,6 +16,15 @@ from tinycifar.paths import writable_dir
 FORMATS = {".onnx": "ONNX", ".tflite": "TFLite"}
 
 
+def tflite_defaults() -> tuple[str, int, tuple[str, ...]]:
+    """The TFLite calibration's defaults (method, image count, methods), read without the
+    converter installed."""
+    from tinycifar.tflite_export import CALIBRATION_IMAGES as IMAGES
+    from tinycifar.tflite_export import OBSERVER, OBSERVERS
+
+    return OBSERVER, IMAGES, OBSERVERS
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
     from tinycifar.commands.flags import add_data_flag, whole_number
 
@@ -38,13 +47,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         type=whole_number(1, 50_000),
         default=None,
         metavar="N",
-        help=f"training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES})",
+        help=f"with --int8: training images that calibrate the int8 ranges (default: {CALIBRATION_IMAGES} "
+        f"for ONNX, {tflite_defaults()[1]} for TFLite)",
     )
     p.add_argument(
         "--calibration-method",
         default=None,
-        help=f"how activation ranges are set from them: ONNX {', '.join(CALIBRATION_METHODS)} "
-        f"(default {CALIBRATION_METHOD}); TFLite histogram, minmax (default histogram)",
+        help=f"with --int8: how activation ranges are set from them: ONNX {', '.join(CALIBRATION_METHODS)} "
+        f"(default {CALIBRATION_METHOD}); TFLite {', '.join(tflite_defaults()[2])} (default {tflite_defaults()[0]})",
     )
     p.add_argument(
         "--c-array",
@@ -65,20 +75,23 @@ def run(args: argparse.Namespace) -> int:
         raise TinyCifarError(f"--out {out} is a folder: name the file to write")
     if args.c_array and out.suffix != ".tflite":
         raise TinyCifarError("--c-array writes TFLite files as C arrays: name the --out file *.tflite")
+    if not args.int8 and (args.calibration_images or args.calibration_method):
+        raise TinyCifarError("--calibration-images and --calibration-method set up the int8 file: add --int8")
     if out.suffix == ".onnx":
         from tinycifar.onnx_file import need_onnx
 
         need_onnx()
         methods: tuple[str, ...] = CALIBRATION_METHODS
-        args.calibration_method = args.calibration_method or CALIBRATION_METHOD
+        method, count = CALIBRATION_METHOD, CALIBRATION_IMAGES
     else:
-        from tinycifar.tflite_export import OBSERVER, OBSERVERS, need_converter
+        from tinycifar.tflite_export import need_converter
         from tinycifar.tflite_file import need_tflite
 
         need_converter()
         need_tflite("tflm")
-        methods = OBSERVERS
-        args.calibration_method = args.calibration_method or OBSERVER
+        method, count, methods = tflite_defaults()
+    args.calibration_method = args.calibration_method or method
+    args.calibration_images = args.calibration_images or count
     if args.calibration_method not in methods:
         raise TinyCifarError(
             f"--calibration-method {args.calibration_method!r}: for {FORMATS[out.suffix]} choose one of "
@@ -93,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         from tinycifar.export import calibration_sample
 
         train_images, _ = load_cifar10("train", args.data_dir)
-        count = args.calibration_images or CALIBRATION_IMAGES
-        calibration = calibration_sample(train_images, count)
+        calibration = calibration_sample(train_images, args.calibration_images)
     if out.suffix == ".onnx":
         _onnx(args, model, name, out, test_images, test_labels, calibration)
     else:
@@ -102,13 +114,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _onnx(args, model: nn.Module, name: str, out: Path, images, labels, calibration) -> None:
+def _onnx(
+    args: argparse.Namespace,
+    model: nn.Module,
+    name: str,
+    out: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    calibration: torch.Tensor | None,
+) -> None:
     from tinycifar.evaluate import metrics_from_logits
     from tinycifar.export import compare, export_onnx, int8_path, quantize_int8
     from tinycifar.inference import predict_logits
     from tinycifar.onnx_file import OnnxClassifier
 
-    method = args.calibration_method or CALIBRATION_METHOD
+    method = args.calibration_method
     if method not in CALIBRATION_METHODS:
         raise TinyCifarError(
             f"--calibration-method {method!r}: for ONNX choose one of {', '.join(CALIBRATION_METHODS)}"
@@ -135,7 +155,15 @@ def _onnx(args, model: nn.Module, name: str, out: Path, images, labels, calibrat
         print(f"{label:<48}{'' if size is None else f'{size / 1000:.1f} KB':>10}{acc:>15.2%}")
 
 
-def _tflite(args, model: nn.Module, name: str, out: Path, images, labels, calibration) -> None:
+def _tflite(
+    args: argparse.Namespace,
+    model: nn.Module,
+    name: str,
+    out: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    calibration: torch.Tensor | None,
+) -> None:
     from tinycifar import tflite_export
     from tinycifar.evaluate import metrics_from_logits
     from tinycifar.export import compare
@@ -147,14 +175,17 @@ def _tflite(args, model: nn.Module, name: str, out: Path, images, labels, calibr
     if calibration is not None:
         files.append((tflite_export.int8_path(out), tflite_export.convert(model, name, calibration, method)))
     torch_logits = predict_logits(model, images, torch.device("cpu"))
+    notes: list[str] = []
     labels_of = {path: f"TFLite {'int8' if path != out else 'fp32'} {path}" for path, _ in files}
     width = max(len(label) for label in labels_of.values()) + 2
     print(f"{'file':<{width}}{'bytes':>10}{'arena':>10}{'test accuracy':>15}{'agrees with PyTorch':>21}")
     print(f"{'PyTorch fp32':<{width}}{'':>20}{metrics_from_logits(torch_logits, labels)['accuracy']:>15.2%}")
     for path, data in files:
         tflite_export.write(path, data)
+        written = [path]
         if args.c_array:
             tflite_export.write_c_array(path.with_suffix(".cc"), data, path.name)
+            written.append(path.with_suffix(".cc"))
         # The int8 file is scored in TFLM, the kernels a microcontroller runs; the float one
         # in LiteRT (TFLM's float kernels give the same classes, a hundred times slower).
         clf = TfliteClassifier(path, "tflm" if path != out else "litert")
@@ -165,5 +196,7 @@ def _tflite(args, model: nn.Module, name: str, out: Path, images, labels, calibr
             f"{labels_of[path]:<{width}}{len(data):>10,}{'' if arena is None else f'{arena:,}':>10}"
             f"{metrics_from_logits(logits, labels)['accuracy']:>15.2%}{agreement:>21.2%}"
         )
+        notes.append(f"wrote {', '.join(str(p) for p in written)}")
     if calibration is not None:
         print("arena: the RAM TFLM allocates to run the int8 file (its own report); bytes: the flash it takes")
+    print("\n".join(notes))

@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     from tinycifar.models import create_model
 
     model = create_model(args.model)
-    print(format_summary(summarize(model, input_size=args.input_size, budget=args.budget)))
+    print(format_summary(summarize(model, input_size=args.input_size, budget=args.budget, mcu=True)))
     return 0
