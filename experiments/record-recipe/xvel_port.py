@@ -14,7 +14,8 @@ is our own code written from its description, not a copy): 97,530 parameters, 94
 - stem: 3×3 convolution 3 → 48 and LayerNorm, no activation; head: global average pool,
   linear. Every convolution has a bias; no BatchNorm anywhere; the input is pixels/255 − 0.5.
 
-Register it (``import`` this file) and ``tinycifar summary --model xvel_tiniest`` prints
+Run ``python experiments/record-recipe/xvel_port.py COMMAND ...`` for ``tinycifar COMMAND``
+with the port registered: ``... xvel_port.py summary --model xvel_tiniest`` prints
 97,530 parameters and 43.88 M MACs (convolutions and the linear layer; the 44.7 M quoted
 elsewhere adds the pools and elementwise work). The recipe it was published with is in
 ``README.md`` beside this file.
@@ -78,3 +79,11 @@ class XvelTiniest(nn.Module):
 @register_model("xvel_tiniest", "port of xvel/cifar10-tiniest (the sub-100k record): split-mix blocks, LayerNorm")
 def xvel_tiniest(num_classes: int = 10) -> nn.Module:
     return XvelTiniest(num_classes)
+
+
+if __name__ == "__main__":  # `tinycifar` with the port registered, e.g. `... xvel_port.py train --model xvel_tiniest`
+    import sys
+
+    from tinycifar import cli
+
+    sys.exit(cli.main(sys.argv[1:]))
