@@ -1,4 +1,6 @@
+import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 import pickle
@@ -197,3 +199,22 @@ def server():
     release.set()
     srv.shutdown()
     srv.server_close()
+
+
+@contextlib.contextmanager
+def experiment_script(path: Path, name: str):
+    """An experiment's script loaded as a module (it registers its models), its
+    registrations undone afterwards: other tests list the zoo."""
+    from tinycifar import models
+
+    tables = (models._REGISTRY, models._DESCRIPTIONS, models._RECIPES)
+    saved = [dict(d) for d in tables]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        for d, old in zip(tables, saved):
+            d.clear()
+            d.update(old)

@@ -1,12 +1,12 @@
 """The candidate networks of ``experiments/hour-recipe/train_variant.py`` (issue #8's
 search) build within the budget and train under ``tinycifar train``'s loop."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import experiment_script
 
 from tinycifar import models
 from tinycifar.recipe import Recipe
@@ -19,15 +19,8 @@ SCRIPT = Path(__file__).parents[1] / "experiments" / "hour-recipe" / "train_vari
 
 @pytest.fixture
 def variants():
-    """The script's module, its registrations undone afterwards (other tests list the zoo)."""
-    saved = [dict(d) for d in (models._REGISTRY, models._DESCRIPTIONS, models._RECIPES)]
-    spec = importlib.util.spec_from_file_location("train_variant", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    for d, old in zip((models._REGISTRY, models._DESCRIPTIONS, models._RECIPES), saved):
-        d.clear()
-        d.update(old)
+    with experiment_script(SCRIPT, "train_variant") as module:
+        yield module
 
 
 # Each candidate's MACs as designed. They only bound its cost: what the hour buys is measured

@@ -1,11 +1,11 @@
 """The port of the published sub-100k record (``experiments/record-recipe/xvel_port.py``): its
 parameter and MAC counts are the published network's, and it trains in the loop."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import experiment_script
 
 from tinycifar import models
 from tinycifar.recipe import Recipe
@@ -18,14 +18,8 @@ SCRIPT = Path(__file__).parents[1] / "experiments" / "record-recipe" / "xvel_por
 
 @pytest.fixture
 def port():
-    saved = [dict(d) for d in (models._REGISTRY, models._DESCRIPTIONS, models._RECIPES)]
-    spec = importlib.util.spec_from_file_location("xvel_port", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    for d, old in zip((models._REGISTRY, models._DESCRIPTIONS, models._RECIPES), saved):
-        d.clear()
-        d.update(old)
+    with experiment_script(SCRIPT, "xvel_port") as module:
+        yield module
 
 
 def test_the_port_has_the_published_parameter_count_and_its_macs(port):
