@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from tinycifar import augment
 from tinycifar.inference import prepare
 from tinycifar.models import create_model
+from tinycifar.optimizers import make_optimizer
 from tinycifar.precision import cpu_info
 from tinycifar.recipe import Recipe
-from tinycifar.step import make_optimizer
 
 
 def per_image_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -246,3 +246,53 @@ def test_batch_without_mixing_trains_on_the_labels_themselves():
     x, target, y = mixed.batch(images, labels, mixed.draw(0, gen(), torch.device("cpu"))[0:8], torch.device("cpu"))
     assert target.shape == (8, 10) and torch.allclose(target.sum(1), torch.ones(8))
     assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _unit(x01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images, normalised as the loop's batches are."""
+    from tinycifar.inference import MEAN, STD
+
+    return (x01 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_color_jitter_is_torchvisions_arithmetic_and_factors_of_one_change_nothing():
+    x01 = torch.rand(4, 3, 8, 8, generator=gen())
+    x = _unit(x01)
+    assert torch.allclose(augment.color_jitter(x, torch.ones(4, 4)), x, atol=1e-5)
+    back = lambda y: _unit(y)  # noqa: E731
+    ones = torch.ones(4)
+    # brightness: scaled and clamped
+    f = torch.stack([torch.full((4,), 1.5), ones, ones, ones], 1)
+    assert torch.allclose(augment.color_jitter(x, f), back((x01 * 1.5).clamp(0, 1)), atol=1e-5)
+    # saturation 0: every channel the image's luma
+    f = torch.stack([ones, ones, torch.zeros(4), ones], 1)
+    luma = 0.299 * x01[:, 0:1] + 0.587 * x01[:, 1:2] + 0.114 * x01[:, 2:3]
+    assert torch.allclose(augment.color_jitter(x, f), back(luma.expand_as(x01)), atol=1e-5)
+    # contrast 0: every pixel the mean luma of its image
+    f = torch.stack([ones, torch.zeros(4), ones, ones], 1)
+    assert torch.allclose(
+        augment.color_jitter(x, f), back(luma.mean((1, 2, 3), keepdim=True).expand_as(x01)), atol=1e-5
+    )
+    # sharpness: a flat image stays flat; a dot is sharpened inside, the border kept
+    dot = torch.full((1, 3, 5, 5), 0.5)
+    dot[:, :, 2, 2] = 0.6
+    sharp = augment.color_jitter(_unit(dot), torch.tensor([[1.0, 1.0, 1.0, 2.0]]))
+    # factor 2: twice the image less its smoothing (centre 5, neighbours 1, over 13), inside only
+    expect = dot.clone()
+    expect[:, :, 1:4, 1:4] = 2 * 0.5 - (12 * 0.5 + 0.6) / 13  # the ring: the dot is one neighbour
+    expect[:, :, 2, 2] = 2 * 0.6 - (5 * 0.6 + 8 * 0.5) / 13
+    assert torch.allclose(sharp, _unit(expect), atol=1e-5)
+    flat = _unit(torch.full((1, 3, 5, 5), 0.3))
+    assert torch.allclose(augment.color_jitter(flat, torch.tensor([[1.0, 1.0, 1.0, 2.2]])), flat, atol=1e-5)
+
+
+def test_jitter_factors_are_drawn_within_their_ranges_and_repeat():
+    aug = Augmentation(2000, 0, flip=False, jitter=(0.1, 0.2, 0.5, 1.2))
+    d = aug.draw(0, gen(), torch.device("cpu"))
+    lo, hi = d.jitter.min(0).values, d.jitter.max(0).values
+    assert torch.allclose(lo, torch.tensor([0.9, 0.8, 0.5, 1.0]), atol=0.01)
+    assert torch.allclose(hi, torch.tensor([1.1, 1.2, 1.5, 2.2]), atol=0.01)
+    assert torch.equal(d.jitter, aug.draw(0, gen(), torch.device("cpu")).jitter)
+    assert Augmentation(10, 0).draw(0, gen(), torch.device("cpu")).jitter is None  # off: nothing drawn
+    x = torch.randn(6, 3, 32, 32)
+    assert not torch.allclose(aug(x, d[:6]), x, atol=1e-3)

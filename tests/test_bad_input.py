@@ -1065,6 +1065,28 @@ CASES = [
         before_data=True,
     ),
     Case(
+        "soft-labels-no-teacher",
+        lambda e: ["soft-labels", "--out", str(e.tmp / "t.safetensors"), "--data-dir", str(e.no_data)],
+        2,
+        r"name the teacher: --weights FILE \(a run's model\.safetensors\) or --model NAME \(shipped\)",
+        before_data=True,
+    ),
+    Case(
+        "soft-labels-model-without-weights",
+        lambda e: [
+            "soft-labels",
+            "--model",
+            "senet",
+            "--out",
+            str(e.tmp / "t.safetensors"),
+            "--data-dir",
+            str(e.no_data),
+        ],
+        2,
+        r"no pretrained weights ship for model 'senet': pass --weights PATH",
+        before_data=True,
+    ),
+    Case(
         "soft-labels-temperature-zero",
         lambda e: [
             "soft-labels",
@@ -1122,7 +1144,7 @@ CASES = [
         "recipe-missing",
         lambda e: train(e, "--recipe", "missing.toml"),
         2,
-        r"recipe 'missing\.toml' is neither a packaged recipe \(classic, fast, long\) nor an existing TOML file",
+        r"recipe 'missing\.toml' is neither a packaged recipe \(classic, fast, long, mcu\) nor an existing TOML file",
         before_data=True,
     ),
     Case(
@@ -1424,7 +1446,7 @@ CASES = [
         "recipe-optimizer-unknown",
         lambda e: train(e, "--recipe", recipe_file(e, 'optimizer = "lion"\n')),
         2,
-        r"bad recipe: optimizer must be one of sgd, adamw \(got 'lion'\)",
+        r"bad recipe: optimizer must be one of sgd, adamw, muon \(got 'lion'\)",
         before_data=True,
     ),
     Case(
@@ -1679,4 +1701,4 @@ def test_recipe_from_dict_gives_a_valid_recipe_or_a_clean_error(values):
     assert 0 <= r.momentum < 1 and 0 <= r.label_smoothing < 1 and 0 <= r.ema_decay < 1
     assert 0 <= r.warmup_epochs <= r.epochs and 0 <= r.translate <= 16 and 0 <= r.cutout <= 32
     assert r.mixup >= 0 and r.cutmix >= 0 and 0 <= r.mixup_ramp <= 0.5 and not (r.mixup and r.mixup_ramp)
-    assert r.optimizer in ("sgd", "adamw") and r.schedule in ("linear", "cosine") and 0 <= r.lr_floor < 1
+    assert r.optimizer in ("sgd", "adamw", "muon") and r.schedule in ("linear", "cosine") and 0 <= r.lr_floor < 1

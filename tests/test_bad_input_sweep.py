@@ -221,7 +221,14 @@ CASES = [
         "sweep-recipe-a-number",
         lambda e: sweep_argv(e, space(e, recipe="5")),
         2,
-        r"space\.toml: recipe = 5 is not a packaged recipe \(classic, fast, long\) or a recipe file",
+        r"space\.toml: recipe = 5 is not a packaged recipe \(classic, fast, long, mcu\) or a recipe file",
+        **BEFORE,
+    ),
+    Case(
+        "sweep-recipe-distils",
+        lambda e: sweep_argv(e, space(e, recipe='"mcu"')),
+        2,
+        r"space\.toml: recipe = 'mcu' distils from a teacher, which a sweep does not take: choose another recipe",
         **BEFORE,
     ),
     Case(

@@ -13,9 +13,9 @@ from tinycifar.budget import evaluations, parse_duration
 from tinycifar.callbacks import ConsoleLog
 from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model
+from tinycifar.optimizers import make_optimizer
 from tinycifar.recipe import Recipe
 from tinycifar.runconfig import RunConfig
-from tinycifar.step import make_optimizer
 from tinycifar.train import fit
 
 

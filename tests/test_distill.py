@@ -253,6 +253,31 @@ def test_soft_labels_says_how_soft_its_targets_are(tmp_path, monkeypatch, capsys
     assert "true label for 100.00%, mean probability of the true label 70.0%" in printed
 
 
+def test_soft_labels_of_a_shipped_model_mix_with_a_runs_weights(tmp_path, monkeypatch, capsys):
+    # the mcu recipe's teacher is `--model sepnet_g31`: the shipped file, named as such
+    monkeypatch.setattr(data, "_BATCH_SIZE", 20)
+    root = tmp_path / "data"
+    write_batches(root / BATCHES_DIR, 20)
+    save_weights(create_model("tinynet"), tmp_path / "w.safetensors", {"model": "tinynet", "held_out": "0"})
+    out = tmp_path / "t.safetensors"
+    base = ["soft-labels", "--data-dir", str(root), "--device", "cpu", "--precision", "fp32", "--out", str(out)]
+    assert cli.main([*base, "--model", "tinynet", "--weights", str(tmp_path / "w.safetensors")]) == 0
+    probs, metadata = load_soft_labels(out, 100)
+    assert json.loads(metadata["teachers"]) == ["w.safetensors (tinynet)", "tinynet.safetensors (tinynet)"]
+    assert metadata["held_out"] == "0"  # shipped weights saw every training image
+    from tinycifar.pretrained import load_model
+
+    images, _ = data.load_cifar10("train", root)
+    with torch.no_grad():
+        shipped = load_model("tinynet", None, "cpu")(prepare(images, torch.device("cpu"))).softmax(1)
+    assert not torch.allclose(probs, shipped, atol=1e-2)  # the mean of two, not the shipped one alone
+    assert cli.main([*base, "--model", "tinynet"]) == 0
+    assert torch.allclose(load_soft_labels(out, 100)[0], shipped, atol=2e-3)
+    # so they may not teach against a validation split
+    assert cli.main([*base, "--model", "tinynet", "--val-split", "10"]) == 2
+    assert "trained on all of the 10 validation images (it held out 0)" in capsys.readouterr().err
+
+
 def test_models_that_saw_the_validation_images_cannot_teach_against_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "_BATCH_SIZE", 20)
     root = tmp_path / "data"
@@ -329,3 +354,80 @@ def test_sweeps_and_repeats_refuse_what_they_cannot_do(tmp_path):
         TinyCifarError, match="--plan after --: repeat sets them itself .*ask `tinycifar train --time ... --plan`"
     ):
         train_argv(["--", "--time", "1m", "--plan"])
+
+
+class _Shifted(torch.nn.Module):
+    """A teacher that names every class by the next one."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 10 * self.model(x).softmax(1).roll(1, dims=1)
+
+
+def test_a_consistent_teacher_blends_its_probabilities_for_the_batch_as_it_is():
+    from tinycifar.distill import ConsistentTeacher
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+    teach = ConsistentTeacher(model, 0.7, "fp32", torch.device("cpu"))
+    x, labels = torch.randn(5, 3, 4, 4), torch.tensor([0, 1, 2, 3, 4])
+    probs = model(x).softmax(1).detach()
+    assert torch.allclose(teach(x, labels), 0.7 * probs + 0.3 * F.one_hot(labels, 10).float(), atol=1e-6)
+    mixed = random_probs(5)  # a mixed batch's targets are blended as they are
+    assert torch.allclose(teach(x, mixed), 0.7 * probs + 0.3 * mixed, atol=1e-6)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+
+
+def test_a_student_learns_from_a_teacher_model_that_sees_its_batches(tmp_path):
+    from tinycifar.distill import fingerprint
+
+    train, (eval_images, eval_labels) = synthetic_cifar(320, seed=0), synthetic_cifar(100, seed=1)
+    fit(RunConfig("tinynet", STUDENT), train, (eval_images, eval_labels), tmp_path / "plain")
+    from tinycifar.pretrained import load_model
+
+    teacher = _Shifted(load_model("tinynet", tmp_path / "plain" / "model.safetensors", "cpu"))
+    recipe = Recipe(**{**STUDENT.__dict__, "distill": 1.0, "mixup": 0.4})  # mixed images, taught as mixed
+    taught = fit(
+        RunConfig("tinynet", recipe), train, (eval_images, (eval_labels + 1) % 10), tmp_path / "t", teacher=teacher
+    )
+    assert taught["eval_acc"] > 0.8  # it names classes as its teacher does
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert config["teacher"] == fingerprint(teacher) != fingerprint(_Shifted(create_model("tinynet")))
+
+
+def test_train_takes_a_models_weights_as_a_consistent_teacher(tmp_path, monkeypatch, capsys):
+    from tinycifar.commands import train as train_command
+    from tinycifar.distill import fingerprint
+    from tinycifar.pretrained import load_model
+
+    fake = {"train": synthetic_cifar(320, seed=0), "test": synthetic_cifar(100, seed=1)}
+    monkeypatch.setattr(train_command, "load_cifar10", lambda split, data_dir=None: fake[split])
+    torch.manual_seed(0)
+    save_weights(create_model("tinynet"), tmp_path / "t.safetensors", {"model": "tinynet", "held_out": "0"})
+    base = [
+        "train",
+        "--model",
+        "fastnet",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0.5",
+        "--batch-size",
+        "64",
+        "--no-progress",
+    ]
+    assert (
+        cli.main(
+            [*base, "--teacher", str(tmp_path / "t.safetensors"), "--distill", "0.5", "--out", str(tmp_path / "run")]
+        )
+        == 0
+    )
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["teacher"] == fingerprint(load_model("tinynet", tmp_path / "t.safetensors", "cpu"))
+    # a teacher that trained on the validation images may not judge against them
+    args = [*base, "--teacher", str(tmp_path / "t.safetensors"), "--distill", "0.5", "--val-split", "20"]
+    assert cli.main([*args, "--out", str(tmp_path / "val")]) == 2
+    assert "trained on all of the 20 validation images" in capsys.readouterr().err

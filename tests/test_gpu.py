@@ -12,10 +12,11 @@ from tinycifar.augment import Augmentation
 from tinycifar.averaging import make_averager
 from tinycifar.inference import resolve_device
 from tinycifar.models import create_model
+from tinycifar.optimizers import make_optimizer
 from tinycifar.precision import resolve_precision
 from tinycifar.recipe import load_recipe
 from tinycifar.runconfig import RunConfig
-from tinycifar.step import lr_factor, make_optimizer
+from tinycifar.step import lr_factor
 from tinycifar.train import fit, init_from_data, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

@@ -44,7 +44,8 @@ def test_every_block_of_layers_py_is_in_the_list_above():
 
 def test_registry_order():
     names = list_models()
-    assert names[:3] == ["fastnet", "sepnet_g31", "tinynet"]  # the default, then the most accurate
+    # the default, the most accurate, the microcontroller's, then by accuracy
+    assert names[:4] == ["fastnet", "sepnet_g31", "fastnet_mcu", "tinynet"]
     assert names[-2:] == ["resnet8", "seed"]
     for name in ("dilatednet", "senet", "unshufflenet"):
         assert 0 < names.index(name) < names.index("resnet8")

@@ -8,10 +8,10 @@ import torch.nn as nn
 
 from tinycifar.errors import TinyCifarError
 from tinycifar.models import create_model
+from tinycifar.optimizers import make_optimizer
 from tinycifar.precision import autocast, cpu_info, resolve_precision
 from tinycifar.recipe import Recipe
 from tinycifar.runconfig import RunConfig
-from tinycifar.step import make_optimizer
 from tinycifar.train import fit
 
 

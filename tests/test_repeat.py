@@ -1,6 +1,7 @@
 """`tinycifar repeat`: seeds as parallel workers, resumable, mean ± std."""
 
 import json
+import os
 import statistics
 
 import pytest
@@ -36,6 +37,8 @@ def test_seeds_train_in_parallel_and_a_second_call_reuses_them(tmp_path, capsys)
     mtime = (out / "seed-0" / "metrics.json").stat().st_mtime
     assert cli.main(["repeat", "--seeds", "0", "1", "--out", str(out), "--", *QUICK, "--data-dir", REAL_DATA]) == 0
     assert (out / "seed-0" / "metrics.json").stat().st_mtime == mtime  # read, not trained again
+    cores = os.cpu_count() or 1
+    assert f"2 seeds (1 to train), 1 at a time, {cores} thread(s) each" in capsys.readouterr().out  # all cores
     assert "resuming" in (out / "seed-1.log").read_text()
 
 
@@ -51,6 +54,7 @@ def test_summary_is_mean_and_sample_std():
         (["--", "--seed", "3"], "repeat sets them itself"),
         (["--", "--out", "x"], "repeat sets them itself"),
         (["--", "--epochs", "zero"], "bad train options"),
+        (["--", "--time", "5m"], "--time after -- needs --model: each seed would pick a model for itself"),
     ],
 )
 def test_bad_train_options_fail_before_anything_runs(extra, says):

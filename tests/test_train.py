@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -262,3 +263,17 @@ def test_adamw_with_a_cosine_decay_to_a_floor_learns(tmp_path, tiny_data):
     assert metrics["eval_acc"] > 0.5  # colour-coded classes: chance is 0.1
     rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["lr"] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5 * (1 - math.cos(math.pi / 30))), rel=1e-6)
+
+
+def test_muon_learns_and_resumes_identically(tmp_path, tiny_data):
+    recipe = dataclasses.replace(FAST_TINY, optimizer="muon")
+    metrics = fit(RunConfig("fastnet", recipe), *tiny_data, tmp_path / "full")
+    assert metrics["eval_acc"] > 0.5  # colour-coded classes: chance is 0.1
+    run = tmp_path / "run"
+    fit(RunConfig("fastnet", recipe), *tiny_data, run)
+    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during the last epoch
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

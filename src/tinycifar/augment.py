@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinycifar.inference import prepare
+from tinycifar.inference import MEAN, STD, prepare
 from tinycifar.recipe import Recipe
 
 SSR_P = 0.5  # share of images shift-scale-rotate warps (Albumentations' default)
@@ -96,6 +96,50 @@ def shift_scale_rotate(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and sharpness of the normalised batch ``x``, by
+    ``factors`` (B, 4), 1 leaving each as it is: torchvision's ``adjust_*`` arithmetic on
+    the [0, 1] image (clamped after each), in that order, batched.
+
+    Written here rather than taken from kornia, measured side by side on a batch of 256 at
+    one thread (2026-12-05, AMD EPYC): kornia 0.9's ``enhance`` functions agree on sharpness
+    but scale contrast instead of blending with the mean and change saturation in HSV, not
+    torchvision's (the record's) arithmetic, and took 23 ms against 15 ms here. The factors
+    are drawn with the epoch's other augmentations, so a resumed run repeats them.
+    """
+    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    f = factors.to(x.dtype)[:, :, None, None, None]  # (B, 4, 1, 1, 1)
+    x = (x * std + mean).clamp(0, 1)
+    x = (x * f[:, 0]).clamp(0, 1)
+    x = _blend(x, _gray(x).mean((1, 2, 3), keepdim=True), f[:, 1])
+    x = _blend(x, _gray(x), f[:, 2])
+    x = _blend(x, _smooth(x), f[:, 3])
+    return (x - mean) / std
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``_blend``: ``factor`` of ``x``, the rest ``other``, clamped to [0, 1]."""
+    return (factor * x + (1 - factor) * other).clamp(0, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, (B, 1, H, W): torchvision's ``rgb_to_grayscale``."""
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).to(x.dtype)
+
+
+def _smooth(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's sharpness degenerate: a 3×3 smoothing (centre 5, the rest 1, over 13)
+    of the inside pixels, the border kept."""
+    kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
+    kernel[1, 1] = 5
+    kernel = (kernel / 13).expand(x.shape[1], 1, 3, 3)
+    inside = F.conv2d(x, kernel, groups=x.shape[1])
+    out = x.clone()
+    out[:, :, 1:-1, 1:-1] = inside
+    return out
+
+
 def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
     """Erase one ``size×size`` square per image (ERA's CoarseDropout 16×16), filled with the
     mean, centred at ``centres`` (B, 2), fractions of the height and width in [0, 1).
@@ -164,6 +208,7 @@ class Draws:
     flips: torch.Tensor | None = None  # (N,) bool
     shifts: torch.Tensor | None = None  # (N, 2) translate offsets in [0, 2*pad]
     warps: torch.Tensor | None = None  # (N, 4) shift-scale-rotate parameters
+    jitter: torch.Tensor | None = None  # (N, 4) brightness, contrast, saturation, sharpness factors
     centres: torch.Tensor | None = None  # (N, 2) cutout centres, fractions of the size
     lams: torch.Tensor | None = None  # (N,) mixup/cutmix share of the image itself
     cut: torch.Tensor | None = None  # (N,) bool: CutMix rather than mixup; None without CutMix
@@ -209,12 +254,14 @@ class Augmentation:
         cutmix: float = 0.0,
         mixup_ramp: float = 0.0,
         epochs: int | None = None,
+        jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
     ) -> None:
         if mixup_ramp and not epochs:
             raise ValueError("mixup_ramp widens over the run: give the run's epochs")
         self.n, self.flip, self.alternating = n_images, flip, flip and alternating
         self.pad, self.ssr, self.cutout_size = translate, ssr, cutout
         self.mixup, self.cutmix, self.mixup_ramp, self.epochs = mixup, cutmix, mixup_ramp, epochs
+        self.jitter = jitter  # the largest change of brightness, contrast, saturation; of sharpness
         self.coins = (
             torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5 if self.alternating else None
         )
@@ -233,6 +280,7 @@ class Augmentation:
             cutmix=recipe.cutmix,
             mixup_ramp=recipe.mixup_ramp,
             epochs=recipe.epochs,
+            jitter=(recipe.brightness, recipe.contrast, recipe.saturation, recipe.sharpness),
         )
 
     def draw(self, epoch: int, g: torch.Generator, device: torch.device) -> Draws:
@@ -249,6 +297,11 @@ class Augmentation:
         if self.ssr:
             u = torch.rand(n, 4, generator=g) * 2 - 1
             d.warps = u * (torch.rand(n, generator=g) < SSR_P)[:, None]
+        if any(self.jitter):  # brightness, contrast, saturation in 1 ± a; sharpness in [1, 1 + a]
+            low = torch.tensor([1 - a for a in self.jitter[:3]] + [1.0])
+            d.jitter = low + torch.rand(n, 4, generator=g) * torch.tensor(
+                [2 * a for a in self.jitter[:3]] + [self.jitter[3]]
+            )
         if self.cutout_size > 0:
             d.centres = torch.rand(n, 2, generator=g)
         if self.mixup or self.mixup_ramp or self.cutmix:
@@ -307,9 +360,11 @@ class Augmentation:
         return translate(x, self.pad, d.shifts, d.flips, order)
 
     def _paint(self, x: torch.Tensor, d: Draws) -> torch.Tensor:
-        """The transforms that make new values (warp, cutout): on the normalised batch."""
+        """The transforms that make new values (warp, colour, cutout): on the normalised batch."""
         if d.warps is not None:
             x = shift_scale_rotate(x, d.warps)
+        if d.jitter is not None:
+            x = color_jitter(x, d.jitter)
         if d.centres is not None:
             x = cutout(x, self.cutout_size, d.centres)
         return x.contiguous(memory_format=torch.channels_last)

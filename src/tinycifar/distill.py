@@ -1,4 +1,5 @@
-"""Knowledge distillation from stored soft labels: ``tinycifar soft-labels``.
+"""Knowledge distillation: from stored soft labels (``tinycifar soft-labels``), or from a
+teacher model that sees the student's own batches.
 
 ``tinycifar soft-labels --weights A --weights B --out teacher.safetensors`` runs trained
 models once over the 50,000 training images and stores each image's class probabilities,
@@ -6,11 +7,14 @@ averaged over the models (an ensemble is the usual teacher); ``tinycifar train -
 teacher.safetensors --distill 0.7`` then trains on targets that blend them with the true
 labels. The teacher's cost is paid once and reused by every student run and seed.
 
-Stored rather than run at every step: a teacher of the student's size, or an ensemble of
-them, would double or multiply each step's cost, while the augmentations here (a flip, a
-shift of a few pixels, mixing, which blends the stored targets as it blends the labels)
-change little of what an image shows. ReLabel (Yun et al., 2021) stores a teacher's labels
-for the same reason.
+Stored by default: a teacher of the student's size, or an ensemble of them, would double or
+multiply each step's cost, while the augmentations here (a flip, a shift of a few pixels,
+mixing, which blends the stored targets as it blends the labels) change little of what an
+image shows. ReLabel (Yun et al., 2021) stores a teacher's labels for the same reason.
+``train --teacher model.safetensors`` (a model's weights, not soft labels) runs the teacher
+on every augmented, mixed batch instead: "consistent" teaching (Beyer et al., 2022, "A good
+teacher is patient and consistent"), for augmentations that do change what an image shows,
+at the cost of the teacher's forward pass each step.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import hashlib
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from tinycifar.atomic import atomic_write
 from tinycifar.checkpoint import FLOAT_DTYPES, save_safetensors
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits
+from tinycifar.precision import autocast
 from tinycifar.untrusted import load_safetensors, read_bytes, safetensors_header
 
 KEY = "probs"
@@ -86,9 +92,49 @@ def load_soft_labels(path: Path, n_images: int, num_classes: int = 10) -> tuple[
     return probs / sums[:, None], metadata
 
 
-def fingerprint(probs: torch.Tensor) -> str:
-    """A short hash of the probabilities: a run records it, and a resume must match it."""
-    return hashlib.sha256(probs.to(torch.float16).numpy().tobytes()).hexdigest()[:16]
+def fingerprint(teacher: torch.Tensor | nn.Module) -> str:
+    """A short hash of the probabilities, or of a teacher model's tensors: a run records it,
+    and a resume must match it."""
+    if isinstance(teacher, torch.Tensor):
+        return hashlib.sha256(teacher.cpu().to(torch.float16).numpy().tobytes()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for name, t in teacher.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def holds_model_weights(path: Path) -> bool:
+    """Whether a teacher file is a model's weights (a run's ``model.safetensors``) rather
+    than soft labels. A file that cannot be read is left to :func:`load_soft_labels` to
+    report."""
+    try:
+        header = safetensors_header(read_bytes(Path(path), MAX_FILE_BYTES, "teacher file", ""))
+    except (TinyCifarError, ValueError):
+        return False
+    return list(header.shapes) != [KEY]
+
+
+def untaught(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """No teacher at the step (none at all, or stored soft labels already in the targets)."""
+    return target
+
+
+class ConsistentTeacher:
+    """A teacher model run on the very batch the student sees: each target becomes
+    ``share`` of the teacher's probabilities for that (augmented, mixed) image and the rest
+    the image's label (or its mixed label)."""
+
+    def __init__(self, model: nn.Module, share: float, precision: str, dev: torch.device) -> None:
+        self.model = model.to(dev).eval().requires_grad_(False)
+        self.share, self.precision, self.dev = share, precision, dev
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with autocast(self.precision, self.dev):
+            probs = self.model(x).float().softmax(1)
+        labels = target.float() if target.dim() == 2 else F.one_hot(target, probs.shape[1]).float()
+        return self.share * probs + (1 - self.share) * labels
 
 
 def blend(probs: torch.Tensor, labels: torch.Tensor, weight: float) -> torch.Tensor:
@@ -125,8 +171,8 @@ def check_teacher(distill: float, teacher_given: bool) -> None:
     """A teacher and a share for it come together."""
     if distill > 0 and not teacher_given:
         raise TinyCifarError(
-            f"the recipe's distill is {distill}, but no teacher was given: pass --teacher "
-            "FILE (written by `tinycifar soft-labels`), or set distill to 0"
+            f"the recipe's distill is {distill}, but no teacher was given: pass --teacher FILE, "
+            "written by e.g. `tinycifar soft-labels --model sepnet_g31 --out FILE`, or --distill 0"
         )
     if teacher_given and distill == 0:
         raise TinyCifarError("--teacher needs a share for it: give --distill between 0 and 1 (e.g. 0.7)")

@@ -29,12 +29,20 @@ class Recipe:
     optimizer: str = field(
         default="sgd",
         metadata={
-            "help": "sgd (Nesterov momentum, L2 weight decay) or adamw (decoupled weight decay, as "
-            "xvel/cifar10-tiniest: lr 0.02, weight decay 0.01)",
-            "choices": ("sgd", "adamw"),
+            "help": "sgd (Nesterov momentum, L2 weight decay), adamw (decoupled weight decay, as "
+            "xvel/cifar10-tiniest: lr 0.02, weight decay 0.01), or muon (Muon for the convolution filters "
+            "at muon_lr, SGD for the rest, as airbench's Muon variant)",
+            "choices": ("sgd", "adamw", "muon"),
         },
     )
     momentum: float = field(default=0.9, metadata={"help": "SGD Nesterov momentum"})
+    muon_lr: float = field(
+        default=0.24,
+        metadata={"help": "with optimizer muon: the convolution filters' peak learning rate (airbench: 0.24)"},
+    )
+    muon_momentum: float = field(
+        default=0.6, metadata={"help": "with optimizer muon: Muon's Nesterov momentum (airbench: 0.6)"}
+    )
     weight_decay: float = field(
         default=5e-4, metadata={"help": "L2 on conv/linear weights only, never on BatchNorm or biases"}
     )
@@ -65,6 +73,19 @@ class Recipe:
     translate: int = field(default=2, metadata={"help": "random shift in pixels (reflect padding); 0 = off"})
     ssr: bool = field(default=False, metadata={"help": "random shift-scale-rotate"})
     cutout: int = field(default=0, metadata={"help": "side of the erased square (16 = ERA's CoarseDropout); 0 = off"})
+    brightness: float = field(
+        default=0.0,
+        metadata={"help": "colour jitter: brightness times U(1 - a, 1 + a) (xvel/cifar10-tiniest: 0.1); 0 = off"},
+    )
+    contrast: float = field(
+        default=0.0, metadata={"help": "colour jitter: contrast times U(1 - a, 1 + a) (xvel: 0.1); 0 = off"}
+    )
+    saturation: float = field(
+        default=0.0, metadata={"help": "colour jitter: saturation times U(1 - a, 1 + a) (xvel: 0.5); 0 = off"}
+    )
+    sharpness: float = field(
+        default=0.0, metadata={"help": "sharpness times U(1, 1 + a), torchvision's (xvel: 1.2, i.e. 1 to 2.2); 0 = off"}
+    )
     mixup: float = field(
         default=0.0, metadata={"help": "mixup: blend image pairs and their labels, share ~ Beta(a, a); a = 0 is off"}
     )
@@ -117,6 +138,10 @@ class Recipe:
             problems.append(f"lr must be at most {MAX_LR:g} (got {self.lr}); the packaged recipes use 0.375 and 0.4")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1) (got {self.momentum})")
+        if not 0 < self.muon_lr <= MAX_LR:
+            problems.append(f"muon_lr must be in (0, {MAX_LR:g}] (got {self.muon_lr}); airbench uses 0.24")
+        if not 0 <= self.muon_momentum < 1:
+            problems.append(f"muon_momentum must be in [0, 1) (got {self.muon_momentum})")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
         if self.weight_decay > 1:
@@ -143,6 +168,13 @@ class Recipe:
             problems.append(f"eval_every must be at most {MAX_EPOCHS:,} epochs (got {self.eval_every:,})")
         if not 0 <= self.translate <= 16:
             problems.append(f"translate must be in [0, 16] pixels (got {self.translate})")
+        problems += [
+            f"{name} must be in [0, 1], the largest change of the factor (got {getattr(self, name)})"
+            for name in ("brightness", "contrast", "saturation")
+            if not 0 <= getattr(self, name) <= 1
+        ]
+        if not 0 <= self.sharpness <= 10:
+            problems.append(f"sharpness must be in [0, 10], how much sharper at most (got {self.sharpness})")
         if not 0 <= self.cutout <= 32:
             problems.append(f"cutout must be in [0, 32] pixels (got {self.cutout})")
         problems += [
@@ -168,7 +200,7 @@ class Recipe:
         return self
 
 
-RECIPE_NAMES = ("classic", "fast", "long")
+RECIPE_NAMES = ("classic", "fast", "long", "mcu")
 
 
 def load_recipe(name_or_path: str | Path = "classic") -> Recipe:

@@ -27,12 +27,17 @@ from tinycifar.errors import TinyCifarError
 from tinycifar.runfolder import run_files
 
 
+def finished(out: Path, seed: int) -> bool:
+    """Whether a seed's run is done (it is then only read)."""
+    return (out / f"seed-{seed}" / "metrics.json").is_file()
+
+
 def run_seed(seed: int, out: Path, extra: list[str], threads: int) -> dict[str, Any]:
     """Train (or resume, or just read) one seed; its metrics."""
     from tinycifar.checkpoint import check_resumable
 
     folder = out / f"seed-{seed}"
-    if (folder / "metrics.json").is_file():
+    if finished(out, seed):
         return read_run(folder, seed)
     try:
         check_resumable(folder)

@@ -32,7 +32,7 @@ class RunConfig:
     eval_on: str = "test"  # test, or val: the held-out part of the training set
     train_images: int = 0  # the data the run saw, filled in when it starts
     eval_images: int = 0
-    teacher: str | None = None  # the fingerprint of the soft labels it was taught with
+    teacher: str | None = None  # the fingerprint of the soft labels or teacher model it was taught with
     processes: int = 1  # torchrun's world size
     device: str = field(default="auto", metadata=_HOW)
     compile: bool = field(default=False, metadata=_HOW)

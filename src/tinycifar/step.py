@@ -1,5 +1,5 @@
-"""One optimisation step and what it needs: the optimizer's parameter groups, the step
-itself (forward under autocast, fp32 loss, backward, update) and the schedule's factor.
+"""One optimisation step (forward under autocast, fp32 loss, backward, update) and the
+schedule's factor; the optimisers are in :mod:`tinycifar.optimizers`.
 
 The training loop (:mod:`tinycifar.train`) and the time planner (:mod:`tinycifar.budget`)
 both take steps; keeping the step here lets the planner time the very step the loop runs
@@ -15,30 +15,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinycifar.precision import autocast
-from tinycifar.recipe import Recipe
-
-
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    # Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only
-    # fights the normalisation. BatchNorm biases may learn faster (airbench's bias scaler):
-    # they set where each ReLU cuts, and with normalised inputs their gradients are small.
-    norm_biases = {
-        id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
-    }
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1 and id(p) not in norm_biases], "weight_decay": 0.0},
-        {
-            "params": [p for p in params if id(p) in norm_biases],
-            "weight_decay": 0.0,
-            "lr": recipe.lr * recipe.bias_lr_scale,
-        },
-    ]
-    kept = [g for g in groups if g["params"]]
-    if recipe.optimizer == "adamw":  # decoupled decay: the groups' weight_decay is AdamW's own
-        return torch.optim.AdamW(kept, lr=recipe.lr)
-    return torch.optim.SGD(kept, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
 
 
 def train_step(

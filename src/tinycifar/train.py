@@ -32,11 +32,12 @@ from tinycifar.augment import Augmentation, Draws
 from tinycifar.averaging import NoAveraging, make_averager
 from tinycifar.callbacks import Callback, Checkpoints, RunFolder
 from tinycifar.checkpoint import load_checkpoint
-from tinycifar.distill import blend, check_teacher, fingerprint
+from tinycifar.distill import ConsistentTeacher, blend, check_teacher, fingerprint, untaught
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare, resolve_device
 from tinycifar.layers import PatchWhitening
 from tinycifar.models import build_model
+from tinycifar.optimizers import make_optimizer
 from tinycifar.paths import writable_dir
 from tinycifar.precision import cpu_info, resolve_precision
 from tinycifar.precision import describe as describe_precision
@@ -44,7 +45,7 @@ from tinycifar.recipe import MAX_EPOCHS
 from tinycifar.runconfig import RunConfig
 from tinycifar.runfolder import refuse_existing_run, run_lock
 from tinycifar.splits import Data
-from tinycifar.step import lr_factor, make_optimizer, train_step
+from tinycifar.step import lr_factor, train_step
 
 if TYPE_CHECKING:
     from tinycifar.budget import Plan
@@ -61,21 +62,22 @@ def fit(
     out: Path | str,
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
-    teacher: torch.Tensor | None = None,
+    teacher: torch.Tensor | nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train as ``config`` says on ``train``, score on ``eval_data`` every ``eval_every``
     epochs and after the last, into the run folder ``out``; the final metrics.
 
     ``resume`` continues the run in ``out`` from its checkpoint (the same configuration
-    only). ``teacher`` holds a teacher's class probabilities for the rows of ``train``
-    (:mod:`tinycifar.distill`), blended into the targets by the recipe's ``distill``. A
+    only). ``teacher`` holds a teacher's class probabilities for the rows of ``train``, or
+    is a teacher model run on every augmented batch (:mod:`tinycifar.distill`), blended
+    into the targets by the recipe's ``distill``. A
     ``time_budget_s`` picks the number of epochs that fit it here (:mod:`tinycifar.budget`).
     Under ``torchrun`` each process trains its share of every batch
     (:mod:`tinycifar.distributed`) and only rank 0 writes ``out`` and calls ``callbacks``.
     """
     started = time.perf_counter()
     check_teacher(config.recipe.distill, teacher is not None)
-    if teacher is not None and teacher.shape != (len(train[0]), 10):
+    if isinstance(teacher, torch.Tensor) and teacher.shape != (len(train[0]), 10):
         raise TinyCifarError(
             f"the teacher has {tuple(teacher.shape)} probabilities for {len(train[0]):,} "
             "training images: give one row of 10 for each, in the same order"
@@ -116,7 +118,7 @@ def resolve(
     eval_data: Data,
     dev: torch.device,
     shard: distributed.Single,
-    teacher: torch.Tensor | None,
+    teacher: torch.Tensor | nn.Module | None,
     saved: dict[str, Any] | None,
     started: float,
 ) -> tuple[RunConfig, list[str], list[Callback]]:
@@ -151,7 +153,7 @@ def resolve(
         precision=precision,
         train_images=len(train[0]),
         eval_images=len(eval_data[0]),
-        teacher=fingerprint(teacher.cpu()) if teacher is not None else None,
+        teacher=fingerprint(teacher) if teacher is not None else None,
         processes=shard.world,
     )
     return resolved, notes, budget
@@ -246,6 +248,7 @@ class Run:
     train: Data  # on the device, uint8
     eval_data: Data
     targets: torch.Tensor | None  # what each image is trained towards instead of its label
+    teach: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # a teacher's say on each batch's targets
     steps_per_epoch: int
     batch_size: int
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -261,7 +264,7 @@ class Run:
         out: Path,
         dev: torch.device,
         shard: distributed.Single,
-        teacher: torch.Tensor | None,
+        teacher: torch.Tensor | nn.Module | None,
         saved: dict[str, Any] | None,
         notes: list[str],
     ) -> Run:
@@ -283,7 +286,13 @@ class Run:
             history = saved["history"]
             notes.append(f"resuming {out} after epoch {len(history)} of {config.recipe.epochs}")
         notes.append(f"precision {describe_precision(config.precision, dev)} on {device_name(dev)}")
-        targets = blend(teacher.float().cpu(), labels, config.recipe.distill).to(dev) if teacher is not None else None
+        # stored soft labels are blended into each image's target once; a teacher model
+        # has its say on every batch
+        targets, teach = None, untaught
+        if isinstance(teacher, torch.Tensor):
+            targets = blend(teacher.float().cpu(), labels, config.recipe.distill).to(dev)
+        elif teacher is not None:
+            teach = ConsistentTeacher(teacher, config.recipe.distill, config.precision, dev)
         return cls(
             config,
             out,
@@ -293,6 +302,7 @@ class Run:
             (images.to(dev), labels.to(dev)),
             eval_data,
             targets,
+            teach,
             steps_per_epoch,
             batch_size,
             history,
@@ -403,6 +413,7 @@ def train_epoch(
         lr = parts.optimizer.param_groups[0]["lr"]  # the rate this step uses, for the log
         rows = draws[run.shard.rows(step, run.batch_size)]
         x, target, y = parts.augmentation.batch(images, labels, rows, run.dev, run.targets)
+        target = run.teach(x, target)
         loss, logits = train_step(
             parts.net, parts.optimizer, x, target, recipe.label_smoothing, run.config.precision, run.dev
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from tinycifar.atomic import write_json
 from tinycifar.errors import TinyCifarError
 from tinycifar.paths import writable_dir
-from tinycifar.repeat import final_accuracy, run_seed, summarize
+from tinycifar.repeat import final_accuracy, finished, run_seed, summarize
 from tinycifar.runfolder import run_lock
 
 
@@ -67,6 +67,10 @@ def train_argv(extra: list[str]) -> list[str]:
         parsed = parser.parse_args(extra)
     except SystemExit:
         raise TinyCifarError(f"bad train options after --: {' '.join(extra)} (see tinycifar train --help)") from None
+    if parsed.time is not None and parsed.model is None:
+        raise TinyCifarError(
+            "--time after -- needs --model: each seed would pick a model for itself, by its own timing"
+        )
     taken = [name for name in _OWN if getattr(parsed, name) is not unset]
     if taken:
         flags = ", ".join(f"--{name}" for name in taken)
@@ -85,9 +89,14 @@ def _repeat(args: argparse.Namespace, extra: list[str], out: Path) -> int:
     seeds = list(dict.fromkeys(args.seeds))  # in order, once each
     cores = os.cpu_count() or 1
     # On a CPU more workers than cores only share them; on a GPU small models share it well.
-    workers = min(args.workers or cores, len(seeds))
+    # Seeds already finished are only read: the cores go to those left to train.
+    left = [s for s in seeds if not finished(out, s)]
+    workers = max(1, min(args.workers or cores, len(left)))
     threads = max(1, cores // workers)
-    print(f"{len(seeds)} seeds, {workers} at a time, {threads} thread(s) each: tinycifar train {' '.join(extra)}")
+    print(
+        f"{len(seeds)} seeds ({len(left)} to train), {workers} at a time, {threads} thread(s) each: "
+        f"tinycifar train {' '.join(extra)}"
+    )
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:  # threads only wait on the training processes
         futures = {s: pool.submit(run_seed, s, out, extra, threads) for s in seeds}

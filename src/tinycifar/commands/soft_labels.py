@@ -17,9 +17,17 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--weights",
         type=Path,
         action="append",
-        required=True,
+        default=[],
         metavar="FILE",
         help="a trained model's weights (a run's model.safetensors); repeat for an ensemble",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a zoo model's shipped weights (e.g. sepnet_g31, the mcu recipe's teacher); repeatable, "
+        "and mixes with --weights",
     )
     p.add_argument("--out", type=Path, required=True, help="the soft-labels file to write")
     p.add_argument(
@@ -47,26 +55,31 @@ def run(args: argparse.Namespace) -> int:
     from tinycifar.inference import resolve_device
     from tinycifar.paths import writable_dir
     from tinycifar.precision import resolve_precision
-    from tinycifar.pretrained import load_model, resolve_model_name, weights_metadata
+    from tinycifar.pretrained import load_model, pretrained_path, resolve_model_name, weights_metadata
     from tinycifar.splits import split_indices
 
     # Every option and file is checked before the data is loaded (or downloaded).
+    if not args.weights and not args.model:
+        raise TinyCifarError("name the teacher: --weights FILE (a run's model.safetensors) or --model NAME (shipped)")
     if not args.temperature > 0:
         raise TinyCifarError(f"--temperature must be positive (got {args.temperature})")
     held = split_indices(train_size(), args.val_split)[1]
     writable_dir(args.out.parent, "--out", "choose a folder you can write to")
     dev = resolve_device(args.device)
     precision = resolve_precision(args.precision, dev)
-    names = [resolve_model_name(None, w) for w in args.weights]
-    models = [load_model(name, w, dev) for name, w in zip(names, args.weights)]
-    helds = [held_out(weights_metadata(w)) for w in args.weights]
-    for w, h in zip(args.weights, helds):
+    # a shipped model is its weights file: the same checks, and its name in the metadata
+    files = [*args.weights, *(pretrained_path(name) for name in args.model)]
+    names = [resolve_model_name(None, w) for w in args.weights] + args.model
+    models = [load_model(name, w, dev) for name, w in zip(names, [*args.weights, *[None] * len(args.model)])]
+    # shipped weights trained on all 50,000 training images (tests/test_shipped_weights.py)
+    helds = [held_out(weights_metadata(w)) for w in args.weights] + [0] * len(args.model)
+    for w, h in zip(files, helds):
         check_held_out(str(w), h, args.val_split)
     images, labels = load_cifar10("train", args.data_dir)
     each = model_probs(models, images, dev, precision, args.temperature)
     probs = each.mean(0)
     if held is not None:  # a ranking of the teachers, on images none of them trained on
-        for name, w, p in zip(names, args.weights, each):
+        for name, w, p in zip(names, files, each):
             acc = metrics_from_logits(p[held].log(), labels[held])["accuracy"]
             print(f"{w} ({name}): {acc:.2%} on the {len(held):,} held-out images")
         acc = metrics_from_logits(probs[held].log(), labels[held])["accuracy"]
@@ -77,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         probs,
         args.out,
         {
-            "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(args.weights, names)]),
+            "teachers": json.dumps([f"{w.name} ({n})" for w, n in zip(files, names)]),
             "temperature": str(args.temperature),
             "images": f"CIFAR-10 training set, {len(images):,} in file order",
             **({"held_out": str(min(known))} if len(known) == len(helds) else {}),

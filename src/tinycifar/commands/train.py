@@ -22,13 +22,13 @@ from tinycifar.commands.flags import (
     whole_number,
 )
 from tinycifar.data import load_cifar10, train_size
-from tinycifar.distill import check_held_out, check_teacher, held_out, load_soft_labels
+from tinycifar.distill import check_held_out, check_teacher, held_out, holds_model_weights, load_soft_labels
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import resolve_device
 from tinycifar.models import DEFAULT_MODEL, build_model, model_recipe, parse_model_args
 from tinycifar.precision import describe as describe_precision
 from tinycifar.precision import resolve_precision
-from tinycifar.recipe import RECIPE_NAMES, load_recipe
+from tinycifar.recipe import RECIPE_NAMES, Recipe, load_recipe
 from tinycifar.runconfig import RunConfig
 from tinycifar.runfolder import clear_run, refuse_existing_run, run_lock
 from tinycifar.splits import Data, split_indices, split_validation, training_rows
@@ -36,7 +36,12 @@ from tinycifar.train import MAX_SEED, check_run_state, check_writable, device_na
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"model name (default: {DEFAULT_MODEL}; with --time and nothing else said of what to train, "
+        "the most accurate recorded model and recipe whose whole run fits the budget here)",
+    )
     p.add_argument(
         "--recipe",
         default=None,
@@ -77,14 +82,17 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--time",
         default=None,
         metavar="DURATION",
-        help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs",
+        help="train for as many epochs as fit this budget (90s, 5m, 1h): overrides --epochs; with no "
+        "--model, --recipe, recipe field or --teacher it also picks the model and recipe",
     )
     p.add_argument(
         "--teacher",
         type=Path,
         default=None,
         metavar="FILE",
-        help="distil from a teacher's soft labels (written by `tinycifar soft-labels`); give its share with --distill",
+        help="distil from a teacher's soft labels (written by `tinycifar soft-labels`), or from a model's "
+        "weights (a run's model.safetensors: the teacher then sees every augmented batch); give its share "
+        "with --distill",
     )
     p.add_argument(
         "--plan",
@@ -108,11 +116,11 @@ def _load_data(args: argparse.Namespace) -> tuple[Data, Data, str]:
     return train, load_cifar10("test", args.data_dir), "test"
 
 
-def _print_plan(args: argparse.Namespace, config: RunConfig) -> int:
+def _print_plan(args: argparse.Namespace, config: RunConfig, data: tuple[Data, Data, str] | None) -> int:
     """``--plan``: the schedule ``--time`` would choose, measured as a run would measure it."""
     seconds = config.time_budget_s
     assert seconds is not None  # --plan without --time is refused first
-    train, eval_data, _ = _load_data(args)
+    train, eval_data, _ = data or _load_data(args)
     dev = resolve_device(config.device)
     config = dataclasses.replace(config, precision=resolve_precision(config.precision, dev))
     torch.backends.cudnn.benchmark = True  # as a run sets it, so the steps are timed alike
@@ -126,13 +134,68 @@ def _print_plan(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
+def _pick_for_budget(args: argparse.Namespace, budget: float, data: tuple[Data, Data, str]) -> float:
+    """``--time`` with no model named: set ``args.model`` and ``args.recipe`` to the most
+    accurate pair of the recorded frontier whose run fits here, say why, and return the
+    budget that is left for the run (timing the candidates takes its share)."""
+    import time
+
+    from tinycifar.budget import Plan
+    from tinycifar.frontier import Entry, pick
+
+    train, eval_data, _ = data
+    dev = resolve_device(args.device)
+    precision = resolve_precision(args.precision, dev)
+    torch.backends.cudnn.benchmark = True  # as a run sets it, so the steps are timed alike
+
+    def plan_for(entry: Entry, seconds: float) -> Plan:
+        config = RunConfig(model=entry.model, recipe=load_recipe(entry.recipe), precision=precision)
+        return plan_for_budget(config, train, eval_data, dev, seconds)
+
+    started = time.perf_counter()
+    entry, why = pick(budget, plan_for, time.perf_counter)
+    left = budget - (time.perf_counter() - started)
+    print(f"--time {args.time} and no model named: the most accurate recorded model and recipe that fit, measured here")
+    for line in why:
+        print(f"  {line}")
+    print(f"  {left:.0f} s of the budget are left for the run")
+    args.model, args.recipe = entry.model, entry.recipe
+    return left
+
+
+def _names_nothing(args: argparse.Namespace) -> bool:
+    """``--time`` and nothing about what to train: no model, its arguments, recipe, recipe
+    field or teacher. ``--time`` then picks what to train (:mod:`tinycifar.frontier`)."""
+    chosen = [args.model, args.recipe, args.model_args, args.teacher]
+    chosen += [getattr(args, f.name) for f in dataclasses.fields(Recipe)]
+    return args.time is not None and all(c is None for c in chosen)
+
+
+def _saved_choice(args: argparse.Namespace) -> RunConfig | None:
+    """``--resume`` of a ``--time`` run with nothing named: what its checkpoint records
+    (model, recipe, budget), which ``--time`` may have picked; None without a checkpoint,
+    for the resume to say what is missing."""
+    out = args.out or Path("runs") / f"{DEFAULT_MODEL}-seed{args.seed}"
+    try:
+        check_resumable(out)
+        state = load_checkpoint(out)
+        check_run_state(state, out)
+        return RunConfig.from_dict(state["config"])
+    except TinyCifarError:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from tinycifar.budget import parse_duration
     from tinycifar.summary import format_summary, summarize
 
-    recipe = apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
+    picking = _names_nothing(args) and not args.resume and distributed.world_size() == 1
+    saved = _saved_choice(args) if _names_nothing(args) and args.resume else None
+    args.model = saved.model if saved else args.model or DEFAULT_MODEL
+    recipe = saved.recipe if saved else apply_overrides(load_recipe(args.recipe or model_recipe(args.model)), args)
     # Every option is checked before the data is loaded (or downloaded): fail fast.
     budget = parse_duration(args.time) if args.time is not None else None
+    budget = saved.time_budget_s if saved else budget
     check_teacher(recipe.distill, args.teacher is not None)
     if args.plan and (budget is None or args.resume or distributed.world_size() > 1):
         raise TinyCifarError(
@@ -141,11 +204,23 @@ def run(args: argparse.Namespace) -> int:
         )
     split_indices(train_size(), args.val_split)  # checks --val-split
     resolve_device(args.device)  # --device cuda without a GPU
-    teacher = None
-    if args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
-        teacher, metadata = load_soft_labels(args.teacher, train_size())
+    data = None
+    if picking and budget is not None:
+        if args.out is not None and not (args.overwrite or args.plan):
+            refuse_existing_run(args.out)  # before the data is loaded and the models timed
+        data = _load_data(args)
+        budget = _pick_for_budget(args, budget, data)
+        recipe = load_recipe(args.recipe)
+    teacher: torch.Tensor | torch.nn.Module | None = None
+    if args.teacher is not None and holds_model_weights(args.teacher):  # taught on each batch as it is
+        from tinycifar.pretrained import load_model, resolve_model_name, weights_metadata
+
+        teacher = load_model(resolve_model_name(None, args.teacher), args.teacher, resolve_device(args.device))
+        check_held_out(f"teacher {args.teacher}", held_out(weights_metadata(args.teacher)), args.val_split)
+    elif args.teacher is not None:  # the rows this run trains on, of the teacher's for the whole set
+        probs, metadata = load_soft_labels(args.teacher, train_size())
         check_held_out(f"teacher file {args.teacher}", held_out(metadata), args.val_split)
-        teacher = training_rows(teacher, args.val_split)
+        teacher = training_rows(probs, args.val_split)
     model_args = parse_model_args(args.model_args)
     out = args.out or Path("runs") / f"{args.model}-seed{args.seed}"
     say = print if distributed.is_main_process() else (lambda *_: None)
@@ -162,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     if args.plan:
-        return _print_plan(args, config)
+        return _print_plan(args, config, data)
     if args.resume and args.overwrite:
         raise TinyCifarError("--resume continues the run in --out and --overwrite deletes it: give one of them")
     if args.resume:  # a checkpoint that cannot be resumed is refused before the data is loaded
@@ -176,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
                 say(f"--overwrite: deleted {', '.join(cleared)} from {out}")
         elif not args.resume and distributed.is_main_process():
             refuse_existing_run(out)  # before the data is loaded: fail fast
-        train, eval_data, _ = _load_data(args)
+        train, eval_data, _ = data or _load_data(args)
         metrics = fit(
             config,
             train,

@@ -84,6 +84,7 @@ def _check(name: str) -> None:
 # isort: off
 from tinycifar.models import fastnet  # noqa: E402,F401
 from tinycifar.models import sepnet  # noqa: E402,F401
+from tinycifar.models import fastnet_mcu  # noqa: E402,F401
 from tinycifar.models import tinynet  # noqa: E402,F401
 from tinycifar.models import dilatednet  # noqa: E402,F401
 from tinycifar.models import senet  # noqa: E402,F401

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycifar.errors import TinyCifarError
+from tinycifar.recipe import RECIPE_NAMES
 from tinycifar.sweep.ranges import check_spec, ends, is_number, show, suggest, whole_range
 
 MAX_SEED = 4_000_000  # the sampler's seed is seed * 1000 + worker: numpy takes < 2**32
@@ -34,7 +35,7 @@ class Space:
 # What each top-level key of a space holds, and how to write it instead.
 _TOP_LEVEL: dict[str, tuple[tuple[type, ...], str]] = {
     "model": ((str, dict), 'a model name, e.g. model = "fastnet", or model = {choices = ["fastnet", "tinynet"]}'),
-    "recipe": ((str,), 'a packaged recipe (classic, fast, long) or a recipe file, e.g. recipe = "fast"'),
+    "recipe": ((str,), f'a packaged recipe ({", ".join(RECIPE_NAMES)}) or a recipe file, e.g. recipe = "fast"'),
     "val_split": ((int,), "a whole number of held-out training images, e.g. val_split = 5000"),
     "train_images": ((int,), "a whole number of training images (0: all), e.g. train_images = 10000"),
     "val_images": ((int,), "a whole number of validation images (0: all), e.g. val_images = 2000"),
@@ -58,7 +59,11 @@ def load_space(path: Path | str) -> Space:
     values = _read(path)
     _check_top_level(path, values)
     space = Space(**values)
-    load_recipe(space.recipe)  # a TinyCifarError names a bad recipe
+    if load_recipe(space.recipe).distill:  # a TinyCifarError names a bad recipe
+        raise TinyCifarError(
+            f"{path}: recipe = {space.recipe!r} distils from a teacher, which a sweep does not take: "
+            f'choose another recipe, e.g. recipe = "long"'
+        )
     _check_recipe_fields(path, space)
     models = _check_model_names(path, space)
     for name, spec in space.search.items():
