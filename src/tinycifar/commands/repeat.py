@@ -67,14 +67,14 @@ def train_argv(extra: list[str]) -> list[str]:
         parsed = parser.parse_args(extra)
     except SystemExit:
         raise TinyCifarError(f"bad train options after --: {' '.join(extra)} (see tinycifar train --help)") from None
-    if parsed.time is not None and parsed.model is None:
-        raise TinyCifarError(
-            "--time after -- needs --model: each seed would pick a model for itself, by its own timing"
-        )
     taken = [name for name in _OWN if getattr(parsed, name) is not unset]
     if taken:
         flags = ", ".join(f"--{name}" for name in taken)
         raise TinyCifarError(f"{flags} after --: repeat sets them itself ({'; '.join(_OWN[n] for n in taken)})")
+    if parsed.time is not None and parsed.model is None:
+        raise TinyCifarError(
+            "--time after -- needs --model: each seed would pick a model for itself, by its own timing"
+        )
     return extra
 
 
