@@ -261,6 +261,13 @@ CASES = [
         **BEFORE,
     ),
     Case(
+        "sweep-prune-from-negative",
+        lambda e: sweep_argv(e, space(e, prune_from="-1")),
+        2,
+        r"space\.toml: prune_from = -1 must be >= 0 \(0: never prune\)",
+        **BEFORE,
+    ),
+    Case(
         "sweep-seed-a-bool",
         lambda e: sweep_argv(e, space(e, seed="true")),
         2,

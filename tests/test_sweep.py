@@ -69,6 +69,31 @@ def test_a_space_becomes_a_recipe_model_and_widths(tmp_path):
     assert recipe.lookahead == load_recipe("fast").lookahead  # the rest is the base recipe
 
 
+def test_prune_from_sets_the_first_epoch_the_median_pruner_may_stop_a_trial_at(tmp_path):
+    from tinycifar.sweep.worker import make_pruner
+
+    def verdicts(prune_from: int) -> list[bool]:
+        """At each epoch of a trial scoring below two finished ones: does the pruner stop it?"""
+        space = load_space(_space(tmp_path, SPACE.replace("[fixed]", f"prune_from = {prune_from}\n[fixed]", 1)))
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(space))
+        for _ in range(2):
+            done = study.ask()
+            for epoch in range(1, 4):
+                done.report(0.9, epoch)
+            study.tell(done, 0.9)
+        trial = study.ask()
+        out = []
+        for epoch in range(1, 4):
+            trial.report(0.1, epoch)
+            out.append(trial.should_prune())
+        return out
+
+    assert verdicts(1) == [True, True, True]  # the default: from the first epoch
+    assert verdicts(3) == [False, False, True]
+    assert verdicts(0) == [False, False, False]  # never
+    assert load_space(_space(tmp_path)).prune_from == 1
+
+
 def test_the_documented_example_space_is_valid_and_its_step_draws_on_a_grid(tmp_path):
     example = Path(__file__).parents[1] / "docs" / "sweep-example.toml"
     space = load_space(example)

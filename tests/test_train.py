@@ -14,7 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from tinycifar.augment import Augmentation
+from tinycifar.callbacks import Callback
 from tinycifar.errors import TinyCifarError
+from tinycifar.layers import train_whitening_bias
 from tinycifar.models import create_model
 from tinycifar.recipe import Recipe
 from tinycifar.runconfig import RunConfig
@@ -277,3 +279,44 @@ def test_muon_learns_and_resumes_identically(tmp_path, tiny_data):
     fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _StemBias(Callback):
+    """The whitening stem's bias after every epoch, and whether it still trains."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[torch.Tensor, bool]] = []
+
+    def on_epoch_end(self, run, row) -> None:
+        bias = run.parts.model.whiten.bias
+        self.seen.append((bias.detach().clone(), bias.requires_grad))
+
+
+def test_whitening_bias_trains_its_epochs_then_stays_and_the_run_resumes_identically(tmp_path, tiny_data):
+    recipe = dataclasses.replace(FAST_TINY, whiten_bias_epochs=1, lookahead=0)  # Lookahead would still pull it
+    seen = _StemBias()
+    fit(RunConfig("fastnet", recipe), *tiny_data, tmp_path / "full", [seen])
+    (after_1, trains_1), (after_2, trains_2), (after_3, trains_3) = seen.seen
+    assert (trains_1, trains_2, trains_3) == (True, False, False)  # frozen as epoch 2 starts
+    assert not torch.equal(after_1, torch.zeros_like(after_1))  # it trained in epoch 1 (it starts at zero)
+    assert torch.equal(after_1, after_2) and torch.equal(after_2, after_3)
+
+    run = tmp_path / "run"
+    fit(RunConfig("fastnet", recipe), *tiny_data, run)
+    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3: frozen on resume
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_frozen_whitening_bias_spares_the_first_convolution_its_input_gradient():
+    model = create_model("fastnet")
+    first = model.features[1][0]  # the 3×3 convolution right after the stem
+    grads: list[torch.Tensor | None] = []
+    first.register_full_backward_hook(lambda m, grad_in, grad_out: grads.append(grad_in[0]))
+    for train in (True, False):
+        assert train_whitening_bias(model, train) is (not train)  # the first call changes nothing
+        model(torch.randn(4, 3, 32, 32)).sum().backward()
+    assert grads[0] is not None and grads[1] is None

@@ -212,6 +212,20 @@ class PatchWhitening(nn.Conv2d):
         self.weight.copy_(torch.cat([filters, -filters]).to(self.weight))
 
 
+def train_whitening_bias(model: nn.Module, train: bool) -> bool:
+    """Let the whitening stems' biases train, or freeze them; whether that changed anything.
+
+    Frozen, nothing before the first trained convolution needs a gradient, so autograd
+    skips that convolution's input gradient: about a fifth of fastnet's step (airbench
+    trains the bias for its first 3 epochs of 10 for this reason).
+    """
+    biases = [m.bias for m in model.modules() if isinstance(m, PatchWhitening) and m.bias is not None]
+    changed = any(b.requires_grad != train for b in biases)
+    for b in biases:
+        b.requires_grad_(train)
+    return changed
+
+
 class ConvPoolGroup(nn.Sequential):
     """3×3 conv → max-pool 2 → BN → ReLU → 3×3 conv → BN → ReLU (airbench's block).
 

@@ -65,6 +65,14 @@ class Recipe:
     bias_lr_scale: float = field(
         default=1.0, metadata={"help": "learning-rate multiplier for BatchNorm biases (airbench: 64)"}
     )
+    whiten_bias_epochs: int = field(
+        default=0,
+        metadata={
+            "help": "the patch-whitening stem's bias trains for this many epochs, then freezes, and the steps "
+            "after skip the backward into the first convolution's input (airbench: 3 of 10); 0 = it trains "
+            "throughout; models without the stem ignore it"
+        },
+    )
     flip: bool = field(default=True, metadata={"help": "random horizontal flip"})
     alt_flip: bool = field(
         default=False,
@@ -162,6 +170,10 @@ class Recipe:
             problems.append(f"bias_lr_scale must be positive (got {self.bias_lr_scale})")
         if self.bias_lr_scale > 1000:
             problems.append(f"bias_lr_scale must be at most 1000 (got {self.bias_lr_scale}); airbench uses 64")
+        if not 0 <= self.whiten_bias_epochs <= MAX_EPOCHS:
+            problems.append(
+                f"whiten_bias_epochs must be in [0, {MAX_EPOCHS:,}] (got {self.whiten_bias_epochs}); 0 = never frozen"
+            )
         if self.eval_every < 1:
             problems.append(f"eval_every must be at least 1 (got {self.eval_every})")
         if self.eval_every > MAX_EPOCHS:

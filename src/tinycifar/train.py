@@ -35,7 +35,7 @@ from tinycifar.checkpoint import load_checkpoint
 from tinycifar.distill import ConsistentTeacher, blend, check_teacher, fingerprint, untaught
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare, resolve_device
-from tinycifar.layers import PatchWhitening
+from tinycifar.layers import PatchWhitening, train_whitening_bias
 from tinycifar.models import build_model
 from tinycifar.optimizers import make_optimizer
 from tinycifar.paths import writable_dir
@@ -316,6 +316,11 @@ class Run:
         g = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))  # data order, augmentation
         torch.manual_seed(_epoch_seed(self.config.seed, epoch))  # dropout, if a model has any
         self.parts.model.train()
+        bias_epochs = self.config.recipe.whiten_bias_epochs
+        if train_whitening_bias(self.parts.model, not bias_epochs or epoch < bias_epochs):
+            # DistributedDataParallel reduces the gradients of the parameters that trained
+            # when it was made: make it again for the new set (a no-op in one process)
+            self.parts.net = self.shard.wrap(self.parts.model)
         draws = self.parts.augmentation.draw(epoch, g, self.dev)
         for hook in hooks:
             hook.on_epoch_start(self, epoch)

@@ -27,6 +27,7 @@ class Space:
     train_images: int = 0
     val_images: int = 0
     seed: int = 0
+    prune_from: int = 1  # the first epoch the median pruner may stop a trial at; 0: never
     fixed: dict[str, Any] = field(default_factory=dict)
     search: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_args: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -40,6 +41,11 @@ _TOP_LEVEL: dict[str, tuple[tuple[type, ...], str]] = {
     "train_images": ((int,), "a whole number of training images (0: all), e.g. train_images = 10000"),
     "val_images": ((int,), "a whole number of validation images (0: all), e.g. val_images = 2000"),
     "seed": ((int,), f"a whole number from 0 to {MAX_SEED:,}, e.g. seed = 0"),
+    "prune_from": (
+        (int,),
+        "the first epoch the median pruner may stop a trial at (0: never), e.g. prune_from = 8: a decaying "
+        "learning rate makes early scores a poor guide to the last",
+    ),
     "fixed": ((dict,), "a table of recipe fields: a line [fixed], then lines like epochs = 4"),
     "search": ((dict,), "a table of ranges or choices: a line [search], then lines like lr = {low = 0.1, high = 1.0}"),
     "model_args": (
@@ -104,6 +110,8 @@ def _check_top_level(path: Path, values: dict[str, Any]) -> None:
     for key in ("train_images", "val_images"):
         if values.get(key, 0) < 0:
             raise TinyCifarError(f"{path}: {key} = {values[key]} must be >= 0 (0: all the images)")
+    if values.get("prune_from", 0) < 0:
+        raise TinyCifarError(f"{path}: prune_from = {values['prune_from']} must be >= 0 (0: never prune)")
     if not 0 <= values.get("seed", 0) <= MAX_SEED:
         raise TinyCifarError(f"{path}: seed = {values['seed']} must be between 0 and {MAX_SEED:,}")
 

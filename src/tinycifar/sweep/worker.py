@@ -35,6 +35,15 @@ COORDINATOR_ENV = "TINYCIFAR_SWEEP_COORDINATOR"  # the pid a worker must outlive
 Data = tuple[tuple[Any, Any], tuple[Any, Any]]
 
 
+def make_pruner(space: Space) -> Any:
+    """Optuna's median pruner, judging a trial from epoch ``space.prune_from`` on; none at 0."""
+    optuna = need_optuna()
+    if not space.prune_from:
+        return optuna.pruners.NopPruner()
+    # epochs report as steps from 1; the pruner judges steps from n_warmup_steps on
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=space.prune_from)
+
+
 def work(options: SweepOptions, space: Space) -> int:
     """One worker: trials from the shared study until it holds ``options.trials`` finished
     ones, or until ``FAILS_IN_A_ROW`` of its trials in a row failed (then ``EXIT_FAILING``)."""
@@ -49,7 +58,7 @@ def work(options: SweepOptions, space: Space) -> int:
             study_name=options.study,
             storage=storage,
             sampler=optuna.samplers.TPESampler(seed=space.seed * 1000 + (options.worker_index or 0)),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            pruner=make_pruner(space),
         ),
     )
     print(f"worker {options.worker_index} ({worker_id()}) joined study {options.study!r}", flush=True)
