@@ -94,3 +94,14 @@ def test_each_model_trains_with_its_own_packaged_recipe():
     assert model_recipe("fastnet") == "fast" and model_recipe("tinynet") == "classic"
     assert model_recipe("sepnet_g31") == "long"
     assert all(model_recipe(m) in RECIPE_NAMES for m in list_models())
+
+
+def test_a_recipe_scaled_to_another_length_keeps_the_shares_of_warm_up_and_the_stem_bias():
+    recipe = Recipe(epochs=12, warmup_epochs=2.4, whiten_bias_epochs=3)
+    short = recipe.scaled_to(4)
+    assert (short.epochs, short.warmup_epochs, short.whiten_bias_epochs) == (4, pytest.approx(0.8), 1)
+    assert recipe.scaled_to(1).whiten_bias_epochs == 1  # trained at least the epoch it had
+    long = recipe.scaled_to(24)
+    assert (long.warmup_epochs, long.whiten_bias_epochs) == (pytest.approx(4.8), 6)
+    assert Recipe(epochs=12).scaled_to(4).whiten_bias_epochs == 0  # never frozen stays never frozen
+    assert Recipe(epochs=2, warmup_epochs=2).scaled_to(1).warmup_epochs == 1  # never longer than the run

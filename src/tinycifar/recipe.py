@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,15 @@ class Recipe:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def scaled_to(self, epochs: int) -> Recipe:
+        """The recipe run for ``epochs`` instead (a time budget's): warm-up and the stem's
+        bias epochs keep their share of the run, warm-up never longer than it."""
+        share = epochs / self.epochs
+        bias_epochs = max(1, round(self.whiten_bias_epochs * share)) if self.whiten_bias_epochs else 0
+        return replace(
+            self, epochs=epochs, warmup_epochs=min(self.warmup_epochs * share, epochs), whiten_bias_epochs=bias_epochs
+        )
 
     def validate(self) -> Recipe:
         # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.

@@ -130,8 +130,12 @@ def resolve(
     precision = resolve_precision(config.precision, dev)
     recipe = config.recipe
     if config.time_budget_s is not None and saved is not None:  # a resumed run keeps its own plan
+        planned = saved["config"].recipe
         recipe = dataclasses.replace(
-            recipe, epochs=saved["config"].recipe.epochs, warmup_epochs=saved["config"].recipe.warmup_epochs
+            recipe,
+            epochs=planned.epochs,
+            warmup_epochs=planned.warmup_epochs,
+            whiten_bias_epochs=planned.whiten_bias_epochs,
         )
     elif config.time_budget_s is not None:
         planned_at = time.perf_counter()
@@ -144,9 +148,7 @@ def resolve(
         )
         notes.append(plan.describe())
         budget.append(KeepToBudget(plan, planned_at))
-        # Warm-up keeps its share of the schedule, and is never longer than the run.
-        warmup = min(recipe.warmup_epochs * plan.epochs / recipe.epochs, plan.epochs)
-        recipe = dataclasses.replace(recipe, epochs=plan.epochs, warmup_epochs=warmup)
+        recipe = recipe.scaled_to(plan.epochs)
     resolved = dataclasses.replace(
         config,
         recipe=recipe,
@@ -254,6 +256,7 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
     notes: list[str] = field(default_factory=list)  # for the console: the plan, a resume
+    trainable_params: int = 0  # as the run starts: whatever freezes later still counts
 
     @classmethod
     def start(
@@ -308,6 +311,7 @@ class Run:
             history,
             saved is not None,
             notes,
+            sum(p.numel() for p in parts.model.parameters() if p.requires_grad),
         )
 
     def epoch(self, epoch: int, hooks: Sequence[Callback]) -> dict[str, Any]:
@@ -349,14 +353,11 @@ class Run:
         return row
 
     def shorten(self, epochs: int) -> None:
-        """Run ``epochs`` in all instead: warm-up keeps its share of the schedule, and the
-        schedule and the averaging count the new total from the next step on."""
-        recipe = self.config.recipe
-        warmup_epochs = min(recipe.warmup_epochs * epochs / recipe.epochs, epochs)
-        self.config = dataclasses.replace(
-            self.config, recipe=dataclasses.replace(recipe, epochs=epochs, warmup_epochs=warmup_epochs)
-        )
-        total, warmup = epochs * self.steps_per_epoch, round(warmup_epochs * self.steps_per_epoch)
+        """Run ``epochs`` in all instead (:meth:`Recipe.scaled_to`): the schedule and the
+        averaging count the new total from the next step on."""
+        recipe = self.config.recipe.scaled_to(epochs)
+        self.config = dataclasses.replace(self.config, recipe=recipe)
+        total, warmup = epochs * self.steps_per_epoch, round(recipe.warmup_epochs * self.steps_per_epoch)
         shape, floor = recipe.schedule, recipe.lr_floor
         schedule = lambda s: lr_factor(s, total, warmup, shape, floor)  # noqa: E731 - one for every group
         self.parts.scheduler.lr_lambdas = [schedule] * len(self.parts.scheduler.lr_lambdas)
@@ -384,7 +385,7 @@ class Run:
             # every parameter counts against the 100k budget, frozen ones (fastnet's
             # whitening filters) too, as in `tinycifar summary`
             "params": sum(p.numel() for p in final.parameters()),
-            "trainable_params": sum(p.numel() for p in final.parameters() if p.requires_grad),
+            "trainable_params": self.trainable_params,
             "epochs": self.config.recipe.epochs,
             "precision": self.config.precision,
             "eval_on": self.config.eval_on,
