@@ -75,11 +75,17 @@ def test_recipe_refuses_two_kinds_of_averaging_and_bad_new_fields():
         Recipe(bias_lr_scale=0.0)
 
 
-def test_long_recipe_is_the_fast_one_for_37_epochs():
-    """What long.toml says of itself: only the schedule's length differs (warm-up too stays)."""
-    import dataclasses
+def test_long_recipe_is_the_one_sepnet_g31s_shipped_weights_trained_with():
+    """long.toml keeps airbench's values (the fast recipe's until 2026-12-05) for 37 epochs,
+    the recipe of sepnet_g31's seeds; the fast recipe moved on without it."""
+    import json
+    from pathlib import Path
 
-    assert load_recipe("long") == dataclasses.replace(load_recipe("fast"), epochs=37)
+    from tinycifar.runconfig import RunConfig
+
+    run = Path(__file__).parents[1] / "src" / "tinycifar" / "weights" / "sepnet_g31.run.json"
+    assert load_recipe("long") == RunConfig.from_dict(json.loads(run.read_text())["config"]).recipe
+    assert (load_recipe("long").epochs, load_recipe("long").lr) == (37, 0.375)
 
 
 def test_packaged_fast_recipe_loads():

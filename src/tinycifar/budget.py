@@ -12,6 +12,7 @@ schedule is then fixed: a resumed run keeps it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tempfile
@@ -25,6 +26,7 @@ import torch.nn as nn
 from tinycifar.checkpoint import save_checkpoint
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits
+from tinycifar.layers import train_whitening_bias
 from tinycifar.recipe import Recipe
 
 MARGIN = 0.85  # timings on a shared 2-core VM drift by 10% and more within minutes
@@ -56,15 +58,31 @@ class Plan:
     epoch_s: float
     eval_s: float
     evals: int
+    # Once the whitening stem's bias freezes (whiten_bias_epochs) an epoch costs this share
+    # of one before; bias_share is that field's share of the recipe's epochs (0: never).
+    frozen_share: float = 1.0
+    bias_share: float = 0.0
+
+    def trained_epochs(self, epochs: int) -> int:
+        """Of a run of ``epochs``, those before the bias freezes (as :meth:`Recipe.scaled_to` counts)."""
+        return min(epochs, max(1, round(self.bias_share * epochs))) if self.bias_share else epochs
+
+    def epochs_s(self, epochs: int, first_epoch_s: float | None = None) -> float:
+        """What ``epochs`` epochs cost without their evaluations, at ``first_epoch_s`` a
+        trained epoch if given (measured) instead of the probe's ``epoch_s``."""
+        epoch_s = self.epoch_s if first_epoch_s is None else first_epoch_s
+        trained = self.trained_epochs(epochs)
+        return epoch_s * (trained + (epochs - trained) * self.frozen_share)
 
     @property
     def expected_s(self) -> float:
-        return self.epochs * self.epoch_s + self.evals * self.eval_s
+        return self.epochs_s(self.epochs) + self.evals * self.eval_s
 
     def describe(self) -> str:
+        frozen = f" ({self.epoch_s * self.frozen_share:.1f} s once the stem's bias freezes)" if self.bias_share else ""
         return (
             f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
-            f"{self.epoch_s:.1f} s an epoch, {self.eval_s:.1f} s an evaluation -> "
+            f"{self.epoch_s:.1f} s an epoch{frozen}, {self.eval_s:.1f} s an evaluation -> "
             f"{self.epochs} epochs (about {self.expected_s:.0f} s)"
         )
 
@@ -79,7 +97,7 @@ def epochs_after_first(plan: Plan, spent_s: float, first_epoch_s: float, first_e
     while epochs < plan.epochs:
         more = epochs + 1
         evals = evaluations(more, every) - int(first_evaluated)
-        if (more - 1) * epoch_s + evals * plan.eval_s > left:
+        if plan.epochs_s(more, epoch_s) - epoch_s + evals * plan.eval_s > left:
             break
         epochs = more
     return epochs
@@ -123,6 +141,19 @@ def epochs_within(
         loss.item()  # wait for the device
         times.append(time.perf_counter() - t0)
     step_s = sum(times[WARMUP_STEPS:]) / steps  # the mean: a run pays for its slow steps too
+    frozen_share, bias_share = 1.0, 0.0
+    if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
+        times = []
+        for step in range(2 + steps):  # two untimed: the lighter backward picks its kernels
+            t0 = time.perf_counter()
+            rows = draws[Single().rows(step % steps_per_epoch, batch_size)]
+            x, target, _ = augmentation.batch(images, labels, rows, dev)
+            loss, _ = train_step(model, optimizer, x, target, recipe.label_smoothing, precision, dev)
+            loss.item()
+            times.append(time.perf_counter() - t0)
+        train_whitening_bias(model, True)
+        frozen_share = min(1.0, sum(times[2:]) / steps / step_s)
+        bias_share = recipe.whiten_bias_epochs / recipe.epochs
 
     # Each epoch writes a checkpoint through a temp file with fsync, keeping the previous one.
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,10 +171,11 @@ def epochs_within(
 
     epoch_s = steps_per_epoch * step_s + checkpoint_s
     left = (seconds - (time.perf_counter() - started)) * MARGIN - END_RESERVE_S
+    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, frozen_share, bias_share)
     epochs = 0
-    while left >= (epochs + 1) * epoch_s + evaluations(epochs + 1, recipe.eval_every) * eval_s:
+    while left >= costs.epochs_s(epochs + 1) + evaluations(epochs + 1, recipe.eval_every) * eval_s:
         epochs += 1
-    plan = Plan(epochs, seconds, step_s, epoch_s, eval_s, evaluations(max(epochs, 1), recipe.eval_every))
+    plan = dataclasses.replace(costs, epochs=epochs, evals=evaluations(max(epochs, 1), recipe.eval_every))
     if epochs < 1:
         need = math.ceil((epoch_s + eval_s + END_RESERVE_S) / MARGIN + (time.perf_counter() - started))
         raise TinyCifarError(

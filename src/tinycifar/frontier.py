@@ -51,9 +51,12 @@ FRONTIER = (
         "fastnet",
         "fast",
         14,
-        87.50,
-        0.23,
-        tuple(f"benchmarks/results/time_to_accuracy/fast-fastnet-seed{s}.json" for s in range(3)),
+        87.78,
+        0.11,
+        tuple(
+            f"benchmarks/results/time_to_accuracy-epyc-avx512bf16-2026-12-05b/fast-fastnet-seed{s}.json"
+            for s in range(3)
+        ),
     ),
 )
 
