@@ -201,36 +201,43 @@ def test_epochs_after_the_first_fit_what_is_left_and_never_grow():
 def test_epochs_after_the_stem_bias_freezes_cost_their_measured_share():
     from tinycifar.budget import END_RESERVE_S, MARGIN, Plan, epochs_after_first
 
-    # a 12-epoch recipe whose bias trains for 3 of them; frozen epochs cost half
-    plan = Plan(
-        epochs=12, budget_s=100.0, step_s=0.01, epoch_s=4.0, eval_s=1.0, evals=1, frozen_share=0.5, bias_share=0.25
-    )
-    assert [plan.trained_epochs(e) for e in (1, 4, 12, 40)] == [1, 1, 3, 10]
-    assert plan.epochs_s(12) == pytest.approx(4.0 * (3 + 9 * 0.5))
-    assert plan.expected_s == pytest.approx(4.0 * 7.5 + 1.0)
-    assert Plan(12, 100.0, 0.01, 4.0, 1.0, 1).epochs_s(12) == pytest.approx(48.0)  # nothing freezes
-    # first epoch 8 s, unevaluated, evaluation at the end only: E epochs cost
-    # 8 * (trained + 0.5 * frozen) - 8 more, plus the last evaluation
-    left = (100 - 10) * MARGIN - END_RESERVE_S
-    cost = {e: 8 * (plan.trained_epochs(e) + 0.5 * (e - plan.trained_epochs(e))) - 8 + 1.0 for e in range(2, 13)}
-    fits = max([1] + [e for e, c in cost.items() if c <= left])
-    assert epochs_after_first(plan, 10.0, 8.0, False, 12) == fits
-    assert fits > 1 + int((left - 1.0) // 8)  # more than if every epoch cost the first's
+    # a 12-epoch plan whose bias trains for a quarter of the run; frozen epochs save 2 s
+    plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, frozen_saving_s=2.0, bias_share=0.25)
+    assert [plan.trained_epochs(e) for e in (1, 4, 7, 12, 40)] == [1, 1, 2, 3, 10]
+    assert plan.epochs_s(12) == 12 * 4.0 - 9 * 2.0
+    assert plan.expected_s == 30.0 + 1.0
+    assert Plan(12, 100.0, 0.01, 4.0, 1.0, 1).epochs_s(12) == 48.0  # nothing freezes
+    # 45 s spent, a first epoch of 8 s, unevaluated, one evaluation at the end: 44.75 s left.
+    # 7 epochs cost 8 * 7 - 5 * 2 - 8 + 1 = 39 s, 8 cost 45 s. Every epoch at the first's cost
+    # would allow 6, and so would forgetting that the first is already paid for.
+    assert (100 - 45) * MARGIN - END_RESERVE_S == pytest.approx(44.75)
+    assert epochs_after_first(plan, 45.0, 8.0, False, 12) == 7
 
 
-def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data):
-    from tinycifar import budget
+def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypatch):
+    from tinycifar import budget, step
 
+    frozen_in_steps = []
+    real_step = step.train_step
+
+    def watched(model, *args):
+        frozen_in_steps.append(not model.whiten.bias.requires_grad)
+        return real_step(model, *args)
+
+    monkeypatch.setattr(step, "train_step", watched)
     recipe = dataclasses.replace(load_recipe("fast"), batch_size=32, epochs=12, whiten_bias_epochs=3)
     model = create_model("fastnet").to(memory_format=torch.channels_last)
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert plan.bias_share == pytest.approx(0.25) and 0 < plan.frozen_share <= 1
+    assert plan.bias_share == pytest.approx(0.25) and plan.frozen_saving_s >= 0
+    assert True in frozen_in_steps and False in frozen_in_steps  # timed both ways
     assert model.whiten.bias.requires_grad  # the probe leaves the model as it found it
     assert "once the stem's bias freezes" in plan.describe()
+    frozen_in_steps.clear()
     plain = dataclasses.replace(recipe, whiten_bias_epochs=0)
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, plain), plain, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert (plan.bias_share, plan.frozen_share) == (0.0, 1.0) and "freezes" not in plan.describe()
+    assert (plan.bias_share, plan.frozen_saving_s) == (0.0, 0.0) and "freezes" not in plan.describe()
+    assert True not in frozen_in_steps

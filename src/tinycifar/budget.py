@@ -58,9 +58,10 @@ class Plan:
     epoch_s: float
     eval_s: float
     evals: int
-    # Once the whitening stem's bias freezes (whiten_bias_epochs) an epoch costs this share
-    # of one before; bias_share is that field's share of the recipe's epochs (0: never).
-    frozen_share: float = 1.0
+    # Once the whitening stem's bias freezes (whiten_bias_epochs) each epoch's steps save
+    # this much (checkpoints and the loop's other costs stay); bias_share is the run's
+    # share of epochs before the freeze (0: it never freezes).
+    frozen_saving_s: float = 0.0
     bias_share: float = 0.0
 
     def trained_epochs(self, epochs: int) -> int:
@@ -71,15 +72,16 @@ class Plan:
         """What ``epochs`` epochs cost without their evaluations, at ``first_epoch_s`` a
         trained epoch if given (measured) instead of the probe's ``epoch_s``."""
         epoch_s = self.epoch_s if first_epoch_s is None else first_epoch_s
-        trained = self.trained_epochs(epochs)
-        return epoch_s * (trained + (epochs - trained) * self.frozen_share)
+        return epochs * epoch_s - (epochs - self.trained_epochs(epochs)) * self.frozen_saving_s
 
     @property
     def expected_s(self) -> float:
         return self.epochs_s(self.epochs) + self.evals * self.eval_s
 
     def describe(self) -> str:
-        frozen = f" ({self.epoch_s * self.frozen_share:.1f} s once the stem's bias freezes)" if self.bias_share else ""
+        frozen = (
+            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)" if self.bias_share else ""
+        )
         return (
             f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
             f"{self.epoch_s:.1f} s an epoch{frozen}, {self.eval_s:.1f} s an evaluation -> "
@@ -141,10 +143,10 @@ def epochs_within(
         loss.item()  # wait for the device
         times.append(time.perf_counter() - t0)
     step_s = sum(times[WARMUP_STEPS:]) / steps  # the mean: a run pays for its slow steps too
-    frozen_share, bias_share = 1.0, 0.0
+    frozen_step_s, bias_share = step_s, 0.0
     if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
         times = []
-        for step in range(2 + steps):  # two untimed: the lighter backward picks its kernels
+        for step in range(WARMUP_STEPS + steps):  # the lighter backward picks its kernels again
             t0 = time.perf_counter()
             rows = draws[Single().rows(step % steps_per_epoch, batch_size)]
             x, target, _ = augmentation.batch(images, labels, rows, dev)
@@ -152,7 +154,7 @@ def epochs_within(
             loss.item()
             times.append(time.perf_counter() - t0)
         train_whitening_bias(model, True)
-        frozen_share = min(1.0, sum(times[2:]) / steps / step_s)
+        frozen_step_s = min(step_s, sum(times[WARMUP_STEPS:]) / steps)
         bias_share = recipe.whiten_bias_epochs / recipe.epochs
 
     # Each epoch writes a checkpoint through a temp file with fsync, keeping the previous one.
@@ -171,7 +173,7 @@ def epochs_within(
 
     epoch_s = steps_per_epoch * step_s + checkpoint_s
     left = (seconds - (time.perf_counter() - started)) * MARGIN - END_RESERVE_S
-    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, frozen_share, bias_share)
+    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, steps_per_epoch * (step_s - frozen_step_s), bias_share)
     epochs = 0
     while left >= costs.epochs_s(epochs + 1) + evaluations(epochs + 1, recipe.eval_every) * eval_s:
         epochs += 1

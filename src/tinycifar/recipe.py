@@ -152,7 +152,7 @@ class Recipe:
         if not self.lr > 0:
             problems.append(f"lr must be positive (got {self.lr})")
         if self.lr > MAX_LR:
-            problems.append(f"lr must be at most {MAX_LR:g} (got {self.lr}); the packaged recipes use 0.375 and 0.4")
+            problems.append(f"lr must be at most {MAX_LR:g} (got {self.lr}); the packaged recipes use 0.27 to 0.4")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1) (got {self.momentum})")
         if not 0 < self.muon_lr <= MAX_LR:

@@ -147,8 +147,10 @@ def resolve(
             config.time_budget_s - (planned_at - started),
         )
         notes.append(plan.describe())
-        budget.append(KeepToBudget(plan, planned_at))
         recipe = recipe.scaled_to(plan.epochs)
+        if plan.bias_share:  # a shortened run scales the epochs as scaled now, not as the recipe had them
+            plan = dataclasses.replace(plan, bias_share=recipe.whiten_bias_epochs / recipe.epochs)
+        budget.append(KeepToBudget(plan, planned_at))
     resolved = dataclasses.replace(
         config,
         recipe=recipe,
