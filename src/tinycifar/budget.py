@@ -134,27 +134,25 @@ def epochs_within(
     draws = augmentation.draw(0, torch.Generator().manual_seed(0), dev)
     images, labels = images.to(dev), labels.to(dev)
     model.train()
-    times = []
-    for step in range(WARMUP_STEPS + steps):
-        t0 = time.perf_counter()
-        rows = draws[Single().rows(step % steps_per_epoch, batch_size)]
-        x, target, _ = augmentation.batch(images, labels, rows, dev)
-        loss, _ = train_step(model, optimizer, x, target, recipe.label_smoothing, precision, dev)
-        loss.item()  # wait for the device
-        times.append(time.perf_counter() - t0)
-    step_s = sum(times[WARMUP_STEPS:]) / steps  # the mean: a run pays for its slow steps too
-    frozen_step_s, bias_share = step_s, 0.0
-    if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
+
+    def mean_step_s() -> float:
+        """The mean of ``steps`` steps after ``WARMUP_STEPS`` untimed ones (kernel selection):
+        a run pays for its slow steps too."""
         times = []
-        for step in range(WARMUP_STEPS + steps):  # the lighter backward picks its kernels again
+        for step in range(WARMUP_STEPS + steps):
             t0 = time.perf_counter()
             rows = draws[Single().rows(step % steps_per_epoch, batch_size)]
             x, target, _ = augmentation.batch(images, labels, rows, dev)
             loss, _ = train_step(model, optimizer, x, target, recipe.label_smoothing, precision, dev)
-            loss.item()
+            loss.item()  # wait for the device
             times.append(time.perf_counter() - t0)
+        return sum(times[WARMUP_STEPS:]) / steps
+
+    step_s = frozen_step_s = mean_step_s()
+    bias_share = 0.0
+    if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
+        frozen_step_s = min(step_s, mean_step_s())  # the lighter backward picks its own kernels
         train_whitening_bias(model, True)
-        frozen_step_s = min(step_s, sum(times[WARMUP_STEPS:]) / steps)
         bias_share = recipe.whiten_bias_epochs / recipe.epochs
 
     # Each epoch writes a checkpoint through a temp file with fsync, keeping the previous one.
