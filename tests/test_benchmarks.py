@@ -1,6 +1,8 @@
-"""The scripts that turn benchmark runs into the README's tables: the fp32/bf16 parity table
-and the time-to-accuracy summary merged from processes run side by side."""
+"""The scripts that turn benchmark runs into the README's tables and shipped files: the
+fp32/bf16 parity table, the time-to-accuracy summary merged from processes run side by side,
+and a run's weights shipped as a zoo model's."""
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -8,6 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from tinycifar.checkpoint import save_weights
+from tinycifar.models import create_model
+from tinycifar.pretrained import load_model
+from tinycifar.recipe import load_recipe
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -231,3 +239,51 @@ def test_mcu_table_puts_the_reference_beside_our_models(tmp_path, fake_root, mon
     table = (tmp_path / "mcu.md").read_text()
     assert "| IC01 reference (MLPerf Tiny) | 78,666 |" in table and "| fastnet | 94,776 |" in table
     assert (tmp_path / "mcu.png").stat().st_size > 1000
+
+
+def _fastnet_run(folder: Path, eval_on: str = "test", **recipe_changes) -> Path:
+    """A finished `tinycifar train` run of the zoo's fastnet, as the folder holds it."""
+    folder.mkdir()
+    recipe = dataclasses.asdict(dataclasses.replace(load_recipe("fast"), **recipe_changes))
+    config = {
+        "model": "fastnet",
+        "model_args": None,
+        "recipe": recipe,
+        "seed": 0,
+        "eval_on": eval_on,
+        "train_images": 50_000 if eval_on == "test" else 45_000,
+        "eval_images": 10_000,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "environment.json").write_text(json.dumps({"cpu": "test"}))
+    (folder / "metrics.json").write_text(json.dumps({"model": "fastnet", "eval_acc": 0.88, "eval_loss": 0.5}))
+    (folder / "log.jsonl").write_text(json.dumps({"epoch": 1, "eval_acc": 0.88, "eval_loss": 0.5}) + "\n")
+    torch.manual_seed(0)
+    save_weights(create_model("fastnet"), folder / "model.safetensors", {"model": "fastnet"})
+    return folder
+
+
+def test_a_run_ships_as_the_zoos_weights_with_its_records(tmp_path):
+    run = _fastnet_run(tmp_path / "run")
+    into = tmp_path / "weights"
+    into.mkdir()
+    out = script("ship_weights.py", run, "--model", "fastnet", "--command", "tinycifar train --seed 0", "--into", into)
+    assert out.returncode == 0, out.stderr
+    shipped = load_model("fastnet", into / "fastnet.safetensors", "cpu")
+    original = load_model("fastnet", run / "model.safetensors", "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), original.state_dict().values()))
+    record = json.loads((into / "fastnet.run.json").read_text())
+    assert record["command"] == "tinycifar train --seed 0" and record["metrics"]["final_test_acc"] == 0.88
+    assert json.loads((into / "fastnet.log.jsonl").read_text())["test_acc"] == 0.88
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [({"epochs": 10}, "not the packaged fast recipe"), ({"eval_on": "val"}, "all 50,000 images")],
+)
+def test_a_run_of_another_recipe_or_on_the_validation_split_does_not_ship(tmp_path, change, says):
+    eval_on = change.pop("eval_on", "test")
+    run = _fastnet_run(tmp_path / "run", eval_on, **change)
+    out = script("ship_weights.py", run, "--model", "fastnet", "--command", "x", "--into", tmp_path)
+    assert out.returncode != 0 and says in out.stderr
+    assert not (tmp_path / "fastnet.safetensors").exists()

@@ -202,8 +202,11 @@ def test_epochs_after_the_stem_bias_freezes_cost_their_measured_share():
     from tinycifar.budget import END_RESERVE_S, MARGIN, Plan, epochs_after_first
 
     # a 12-epoch plan whose bias trains for a quarter of the run; frozen epochs save 2 s
-    plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, frozen_saving_s=2.0, bias_share=0.25)
+    recipe = dataclasses.replace(load_recipe("fast"), epochs=12, whiten_bias_epochs=3)
+    plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, frozen_saving_s=2.0, frozen_by=recipe)
     assert [plan.trained_epochs(e) for e in (1, 4, 7, 12, 40)] == [1, 1, 2, 3, 10]
+    # the plan counts a run's bias epochs as the run will train them
+    assert all(plan.trained_epochs(e) == recipe.scaled_to(e).whiten_bias_epochs for e in range(1, 41))
     assert plan.epochs_s(12) == 12 * 4.0 - 9 * 2.0
     assert plan.expected_s == 30.0 + 1.0
     assert Plan(12, 100.0, 0.01, 4.0, 1.0, 1).epochs_s(12) == 48.0  # nothing freezes
@@ -230,7 +233,7 @@ def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypa
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert plan.bias_share == pytest.approx(0.25) and plan.frozen_saving_s >= 0
+    assert plan.frozen_by == recipe and plan.frozen_saving_s >= 0
     assert True in frozen_in_steps and False in frozen_in_steps  # timed both ways
     assert model.whiten.bias.requires_grad  # the probe leaves the model as it found it
     assert "once the stem's bias freezes" in plan.describe()
@@ -239,5 +242,5 @@ def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypa
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, plain), plain, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert (plan.bias_share, plan.frozen_saving_s) == (0.0, 0.0) and "freezes" not in plan.describe()
+    assert (plan.frozen_by, plan.frozen_saving_s) == (None, 0.0) and "freezes" not in plan.describe()
     assert True not in frozen_in_steps

@@ -83,11 +83,22 @@ class MixerNet(FastNet):
         self.classifier = nn.Linear(w3, num_classes, bias=False)
 
 
+def strided_first_conv(model: FastNet) -> FastNet:
+    group = model.features[1]
+    conv = group[0]
+    group[0] = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=2, bias=False)
+    group[1] = nn.Identity()
+    return model
+
+
 VARIANTS = {
     # stride-2 whitening (16x16 map), last group unpooled: 3.5 M MACs
     "fastnet_s2": lambda n: FastNet(n, stem_stride=2, pools=(True, True, False)),
     # stride-2 whitening, first group unpooled: 7.9 M MACs
     "fastnet_s2c": lambda n: FastNet(n, stem_stride=2, pools=(False, True, True)),
+    # issue #25: the first group's convolution at stride 2 (no padding: 31 → 15) in place of
+    # convolution then max-pool, so it runs on a quarter of the positions
+    "fastnet_sconv": lambda n, **kw: strided_first_conv(FastNet(n, **kw)),
     # airbench's activation
     "fastnet_gelu": lambda n: with_gelu(FastNet(n)),
     # issue #8: widths 32/80/144, two residual separable blocks at 7x7 and at 3x3: 11.3 M MACs

@@ -58,15 +58,17 @@ class Plan:
     epoch_s: float
     eval_s: float
     evals: int
-    # Once the whitening stem's bias freezes (whiten_bias_epochs) each epoch's steps save
-    # this much (checkpoints and the loop's other costs stay); bias_share is the run's
-    # share of epochs before the freeze (0: it never freezes).
+    # Once the whitening stem's bias freezes each epoch's steps save this much (checkpoints
+    # and the loop's other costs stay). frozen_by is the recipe whose whiten_bias_epochs
+    # freeze it, as Recipe.scaled_to scales them to a run's length (None: it never freezes).
     frozen_saving_s: float = 0.0
-    bias_share: float = 0.0
+    frozen_by: Recipe | None = None
 
     def trained_epochs(self, epochs: int) -> int:
-        """Of a run of ``epochs``, those before the bias freezes (as :meth:`Recipe.scaled_to` counts)."""
-        return min(epochs, max(1, round(self.bias_share * epochs))) if self.bias_share else epochs
+        """Of a run of ``epochs``, those before the bias freezes."""
+        if self.frozen_by is None:
+            return epochs
+        return min(epochs, self.frozen_by.scaled_to(epochs).whiten_bias_epochs)
 
     def epochs_s(self, epochs: int, first_epoch_s: float | None = None) -> float:
         """What ``epochs`` epochs cost without their evaluations, at ``first_epoch_s`` a
@@ -80,7 +82,7 @@ class Plan:
 
     def describe(self) -> str:
         frozen = (
-            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)" if self.bias_share else ""
+            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)" if self.frozen_by else ""
         )
         return (
             f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
@@ -149,11 +151,11 @@ def epochs_within(
         return sum(times[WARMUP_STEPS:]) / steps
 
     step_s = frozen_step_s = mean_step_s()
-    bias_share = 0.0
+    frozen_by = None
     if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
         frozen_step_s = min(step_s, mean_step_s())  # the lighter backward picks its own kernels
         train_whitening_bias(model, True)
-        bias_share = recipe.whiten_bias_epochs / recipe.epochs
+        frozen_by = recipe
 
     # Each epoch writes a checkpoint through a temp file with fsync, keeping the previous one.
     with tempfile.TemporaryDirectory() as scratch:
@@ -171,7 +173,7 @@ def epochs_within(
 
     epoch_s = steps_per_epoch * step_s + checkpoint_s
     left = (seconds - (time.perf_counter() - started)) * MARGIN - END_RESERVE_S
-    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, steps_per_epoch * (step_s - frozen_step_s), bias_share)
+    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, steps_per_epoch * (step_s - frozen_step_s), frozen_by)
     epochs = 0
     while left >= costs.epochs_s(epochs + 1) + evaluations(epochs + 1, recipe.eval_every) * eval_s:
         epochs += 1

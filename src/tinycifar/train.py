@@ -148,8 +148,8 @@ def resolve(
         )
         notes.append(plan.describe())
         recipe = recipe.scaled_to(plan.epochs)
-        if plan.bias_share:  # a shortened run scales the epochs as scaled now, not as the recipe had them
-            plan = dataclasses.replace(plan, bias_share=recipe.whiten_bias_epochs / recipe.epochs)
+        if plan.frozen_by:  # a shortened run scales the recipe as scaled now (Run.shorten)
+            plan = dataclasses.replace(plan, frozen_by=recipe)
         budget.append(KeepToBudget(plan, planned_at))
     resolved = dataclasses.replace(
         config,
