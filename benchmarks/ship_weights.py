@@ -29,16 +29,14 @@ WEIGHTS = Path(__file__).parents[1] / "src" / "tinycifar" / "weights"
 
 def write(run: Path, name: str, command: str, into: Path = WEIGHTS) -> None:
     """The run's weights, config, environment, metrics and log under the zoo's ``name``
-    (a run made as another model, e.g. ``fastnet`` with other widths, is renamed)."""
-    config = json.loads((run / "config.json").read_text())
-    with safe_open(str(run / "model.safetensors"), "pt") as f:
-        metadata = {k: v for k, v in f.metadata().items() if k != "model_args"}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    save_file(tensors, str(into / f"{name}.safetensors"), {**metadata, "model": name})
+    (a run made as another model, e.g. ``fastnet`` with other widths, is renamed). Every
+    file is read before any is written, so an unfinished run leaves the shipped ones as
+    they were."""
 
     def test_names(row: dict) -> dict:
         return {k.replace("eval_", "test_"): v for k, v in row.items()}
 
+    config = json.loads((run / "config.json").read_text())
     final = json.loads((run / "metrics.json").read_text())
     metrics = {k: v for k, v in final.items() if not k.startswith("eval_")}
     metrics.update(model=name, final_test_acc=final["eval_acc"], final_test_loss=final["eval_loss"])
@@ -48,8 +46,12 @@ def write(run: Path, name: str, command: str, into: Path = WEIGHTS) -> None:
         "metrics": metrics,
         "command": command,
     }
-    (into / f"{name}.run.json").write_text(json.dumps(record, indent=2) + "\n")
     log = [test_names(json.loads(line)) for line in (run / "log.jsonl").read_text().splitlines()]
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        metadata = {k: v for k, v in f.metadata().items() if k != "model_args"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(into / f"{name}.safetensors"), {**metadata, "model": name})
+    (into / f"{name}.run.json").write_text(json.dumps(record, indent=2) + "\n")
     (into / f"{name}.log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
 
 

@@ -205,8 +205,6 @@ def test_epochs_after_the_stem_bias_freezes_cost_their_measured_share():
     recipe = dataclasses.replace(load_recipe("fast"), epochs=12, whiten_bias_epochs=3)
     plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, frozen_saving_s=2.0, frozen_by=recipe)
     assert [plan.trained_epochs(e) for e in (1, 4, 7, 12, 40)] == [1, 1, 2, 3, 10]
-    # the plan counts a run's bias epochs as the run will train them
-    assert all(plan.trained_epochs(e) == recipe.scaled_to(e).whiten_bias_epochs for e in range(1, 41))
     assert plan.epochs_s(12) == 12 * 4.0 - 9 * 2.0
     assert plan.expected_s == 30.0 + 1.0
     assert Plan(12, 100.0, 0.01, 4.0, 1.0, 1).epochs_s(12) == 48.0  # nothing freezes
@@ -244,3 +242,27 @@ def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypa
     )
     assert (plan.frozen_by, plan.frozen_saving_s) == (None, 0.0) and "freezes" not in plan.describe()
     assert True not in frozen_in_steps
+
+
+def test_a_shortened_run_counts_its_bias_epochs_as_it_will_train_them(tiny_data, monkeypatch):
+    """The plan holds the recipe as scaled to the planned epochs: when the first epoch
+    shortens the run, the frozen-bias epochs it counts are those Run.shorten will train."""
+    from tinycifar import distributed, train
+    from tinycifar.budget import Plan, epochs_after_first
+    from tinycifar.runconfig import RunConfig
+
+    fast = load_recipe("fast")  # 14 epochs, the bias frozen after 3
+
+    def plan(config, *args):
+        return Plan(17, 600.0, 0.01, 4.0, 1.0, 3, frozen_saving_s=1.0, frozen_by=config.recipe)
+
+    monkeypatch.setattr(train, "plan_for_budget", plan)
+    config = RunConfig("fastnet", fast, time_budget_s=600.0, device="cpu")
+    resolved, _, (keep,) = train.resolve(
+        config, *tiny_data, torch.device("cpu"), distributed.Single(), None, None, time.perf_counter()
+    )
+    assert resolved.recipe.epochs == 17 and resolved.recipe.whiten_bias_epochs == 4
+    trained = resolved.recipe.scaled_to(15).whiten_bias_epochs  # what Run.shorten(15) trains
+    assert keep.plan.trained_epochs(15) == trained == 4  # counted from 14 epochs it would be 3
+    assert fast.scaled_to(15).whiten_bias_epochs == 3
+    assert epochs_after_first(keep.plan, 0.0, 4.0, False, fast.eval_every) == 17

@@ -2,7 +2,7 @@
 
     python experiments/fast-recipe/compile_bench.py
 
-Batch 128, bf16 autocast, 2 threads; the whole stem trains. "warm" is the first 5 steps
+Batch 128, bf16 autocast, torch's default threads (2 on a 2-core machine); the whole stem trains. "warm" is the first 5 steps
 (compilation), "step" the mean of the next 30. Two rounds.
 """
 import time, torch, torch.nn.functional as F, sys

@@ -48,4 +48,4 @@ for rep in range(3):
     for k in kinds:
         res[k].append(bench(k)[0])
 for k in kinds:
-    print(f"{k:12s} params {bench(k,2)[1]:6d}  ms/step {' '.join(f'{v:.1f}' for v in res[k])}  rel {min(res[k])/min(res['w24,40,64']):.2f}", flush=True)
+    print(f"{k:12s} trainable params, stem excluded {bench(k,2)[1]:6d}  ms/step {' '.join(f'{v:.1f}' for v in res[k])}  rel {min(res[k])/min(res['w24,40,64']):.2f}", flush=True)

@@ -82,7 +82,9 @@ class Plan:
 
     def describe(self) -> str:
         frozen = (
-            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)" if self.frozen_by else ""
+            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)"
+            if self.frozen_by is not None
+            else ""
         )
         return (
             f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "

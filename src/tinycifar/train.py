@@ -148,7 +148,7 @@ def resolve(
         )
         notes.append(plan.describe())
         recipe = recipe.scaled_to(plan.epochs)
-        if plan.frozen_by:  # a shortened run scales the recipe as scaled now (Run.shorten)
+        if plan.frozen_by is not None:  # a shortened run scales the recipe as scaled now (Run.shorten)
             plan = dataclasses.replace(plan, frozen_by=recipe)
         budget.append(KeepToBudget(plan, planned_at))
     resolved = dataclasses.replace(
