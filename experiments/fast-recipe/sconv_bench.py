@@ -6,10 +6,11 @@ Batch 128, bf16 autocast, channels-last, stem frozen (as after the fast recipe's
 epoch); three interleaved repetitions of 40 steps; ``rel`` is the fastest repetition
 against the first kind's fastest.
 """
-import sys, time, torch, torch.nn.functional as F
+import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hour-recipe"))
 import train_variant as tv
+from step_timing import bf16_step, frozen_stem, ms_per_step
 from tinycifar.models.fastnet import FastNet
 from tinycifar.summary import summarize
 def make(kind):
@@ -17,20 +18,7 @@ def make(kind):
     w = tuple(int(v) for v in w.split(","))
     return FastNet(widths=w) if name == "base" else tv.strided_first_conv(FastNet(widths=w))
 def bench(kind, n=40):
-    m = make(kind).to(memory_format=torch.channels_last)
-    for p in m.whiten.parameters(): p.requires_grad_(False)
-    ps = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(ps, lr=0.01, momentum=0.85, nesterov=True)
-    x = torch.randn(128,3,32,32).contiguous(memory_format=torch.channels_last); y = torch.randint(0,10,(128,))
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = m(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    for _ in range(8): step()
-    t=time.perf_counter()
-    for _ in range(n): step()
-    return (time.perf_counter()-t)/n*1000
+    return ms_per_step(bf16_step(frozen_stem(make(kind))), n, warmup=8)
 kinds = sys.argv[1:]
 res = {k: [] for k in kinds}
 for rep in range(3):

@@ -6,9 +6,9 @@ Batch 128, bf16 autocast, channels-last, stem frozen; three interleaved repetiti
 steps; ``rel`` is the fastest repetition against (24, 40, 64)'s fastest. ``k16`` kinds
 use a 16-channel stem in place of the 24-channel whitening.
 """
-import time, torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn
 from tinycifar.models.fastnet import FastNet
-from tinycifar.layers import PatchWhitening
+from step_timing import bf16_step, frozen_stem, ms_per_step, trainable
 torch.manual_seed(0)
 class Half(nn.Module):  # whitening without the sign copies: 12 channels, no ReLU
     def __init__(self):
@@ -28,20 +28,8 @@ def make(kind):
         m.features[1][0] = nn.Conv2d(12, 24, 3, padding=1, bias=False)
         return m
 def bench(kind, n=40):
-    m = make(kind).to(memory_format=torch.channels_last)
-    for p in m.whiten.parameters(): p.requires_grad_(False)
-    ps = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(ps, lr=0.01, momentum=0.85, nesterov=True)
-    x = torch.randn(128,3,32,32).contiguous(memory_format=torch.channels_last); y = torch.randint(0,10,(128,))
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = m(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    for _ in range(8): step()
-    t=time.perf_counter()
-    for _ in range(n): step()
-    return (time.perf_counter()-t)/n*1000, sum(p.numel() for p in ps)
+    m = frozen_stem(make(kind))
+    return ms_per_step(bf16_step(m), n, warmup=8), trainable(m)
 kinds = ["w24,40,64", "half12", "w16,40,64", "w16,48,64", "w20,40,64", "w12,40,64", "w32,40,64", "k16w16,40,64", "k16w16,48,64"]
 res = {k: [] for k in kinds}
 for rep in range(3):
