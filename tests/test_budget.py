@@ -203,9 +203,9 @@ def test_epochs_after_the_stem_bias_freezes_cost_their_measured_share():
 
     # a 12-epoch plan whose bias trains for a quarter of the run; frozen epochs save 2 s
     recipe = dataclasses.replace(load_recipe("fast"), epochs=12, whiten_bias_epochs=3)
-    plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, frozen_saving_s=2.0, frozen_by=recipe)
-    assert [plan.trained_epochs(e) for e in (1, 4, 7, 12, 40)] == [1, 1, 2, 3, 10]
+    plan = Plan(12, 100.0, 0.01, 4.0, 1.0, 1, savings_s={(True, 0): 2.0}, frozen_by=recipe)
     assert plan.epochs_s(12) == 12 * 4.0 - 9 * 2.0
+    assert plan.epochs_s(40) == 40 * 4.0 - 30 * 2.0  # scaled: the bias trains for 10 of 40
     assert plan.expected_s == 30.0 + 1.0
     assert Plan(12, 100.0, 0.01, 4.0, 1.0, 1).epochs_s(12) == 48.0  # nothing freezes
     # 45 s spent, a first epoch of 8 s, unevaluated, one evaluation at the end: 44.75 s left.
@@ -213,6 +213,17 @@ def test_epochs_after_the_stem_bias_freezes_cost_their_measured_share():
     # would allow 6, and so would forgetting that the first is already paid for.
     assert (100 - 45) * MARGIN - END_RESERVE_S == pytest.approx(44.75)
     assert epochs_after_first(plan, 45.0, 8.0, False, 12) == 7
+
+
+def test_epochs_with_frozen_stages_cost_each_its_own_share():
+    from tinycifar.budget import Plan
+
+    # bias frozen after 3 of 14, the first stage after 5, the second after 9
+    recipe = dataclasses.replace(load_recipe("fast"), epochs=14, whiten_bias_epochs=3, freeze="5,9")
+    savings = {(True, 0): 1.0, (True, 1): 2.0, (True, 2): 3.0}
+    plan = Plan(14, 100.0, 0.01, 4.0, 1.0, 1, savings_s=savings, frozen_by=recipe)
+    assert plan.epochs_s(14) == 14 * 4.0 - (2 * 1.0 + 4 * 2.0 + 5 * 3.0)
+    assert "3.0 s once the stem's bias freezes, 2.0 s with 1 stage(s) frozen" in plan.describe()
 
 
 def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypatch):
@@ -231,7 +242,7 @@ def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypa
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert plan.frozen_by == recipe and plan.frozen_saving_s >= 0
+    assert plan.frozen_by == recipe and set(plan.savings_s) == {(True, 0)}
     assert True in frozen_in_steps and False in frozen_in_steps  # timed both ways
     assert model.whiten.bias.requires_grad  # the probe leaves the model as it found it
     assert "once the stem's bias freezes" in plan.describe()
@@ -240,7 +251,7 @@ def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypa
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, plain), plain, *tiny_data, torch.device("cpu"), "fp32"
     )
-    assert (plan.frozen_by, plan.frozen_saving_s) == (None, 0.0) and "freezes" not in plan.describe()
+    assert (plan.frozen_by, plan.savings_s) == (None, {}) and "freezes" not in plan.describe()
     assert True not in frozen_in_steps
 
 
@@ -254,7 +265,7 @@ def test_a_shortened_run_counts_its_bias_epochs_as_it_will_train_them(tiny_data,
     fast = load_recipe("fast")  # 14 epochs, the bias frozen after 3
 
     def plan(config, *args):
-        return Plan(17, 600.0, 0.01, 4.0, 1.0, 3, frozen_saving_s=1.0, frozen_by=config.recipe)
+        return Plan(17, 600.0, 0.01, 4.0, 1.0, 3, savings_s={(True, 0): 1.0}, frozen_by=config.recipe)
 
     monkeypatch.setattr(train, "plan_for_budget", plan)
     config = RunConfig("fastnet", fast, time_budget_s=600.0, device="cpu")
@@ -263,6 +274,24 @@ def test_a_shortened_run_counts_its_bias_epochs_as_it_will_train_them(tiny_data,
     )
     assert resolved.recipe.epochs == 17 and resolved.recipe.whiten_bias_epochs == 4
     trained = resolved.recipe.scaled_to(15).whiten_bias_epochs  # what Run.shorten(15) trains
-    assert keep.plan.trained_epochs(15) == trained == 4  # counted from 14 epochs it would be 3
+    assert keep.plan.epochs_s(15) == 15 * 4.0 - (15 - trained) * 1.0 and trained == 4  # from 14 epochs: 3
     assert fast.scaled_to(15).whiten_bias_epochs == 3
     assert epochs_after_first(keep.plan, 0.0, 4.0, False, fast.eval_every) == 17
+
+
+def test_the_probe_times_each_way_the_recipe_freezes_and_leaves_the_model_training(tiny_data):
+    from tinycifar import budget
+
+    recipe = dataclasses.replace(load_recipe("fast"), batch_size=32, epochs=12, whiten_bias_epochs=3, freeze="6,9")
+    model = create_model("fastnet").to(memory_format=torch.channels_last)
+    plan = budget.epochs_within(
+        600.0, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
+    )
+    assert set(plan.savings_s) == {(True, 0), (True, 1), (True, 2)} and plan.frozen_by == recipe
+    assert all(p.requires_grad for stage in model.stages() for p in stage.parameters())
+    assert "with 2 stage(s) frozen" in plan.describe()
+    tinynet = create_model("tinynet")  # nothing to freeze: nothing timed
+    plan = budget.epochs_within(
+        600.0, tinynet, make_optimizer(tinynet, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
+    )
+    assert (plan.savings_s, plan.frozen_by) == ({}, None)

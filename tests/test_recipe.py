@@ -111,3 +111,45 @@ def test_a_recipe_scaled_to_another_length_keeps_the_shares_of_warm_up_and_the_s
     assert (long.warmup_epochs, long.whiten_bias_epochs) == (pytest.approx(4.8), 6)
     assert Recipe(epochs=12).scaled_to(4).whiten_bias_epochs == 0  # never frozen stays never frozen
     assert Recipe(epochs=2, warmup_epochs=2).scaled_to(1).warmup_epochs == 1  # never longer than the run
+
+
+def test_freeze_lists_each_stages_epochs_and_scales_with_the_run():
+    recipe = Recipe(epochs=14, freeze="5,9")
+    assert recipe.freeze_epochs == (5, 9)
+    assert [recipe.frozen(e) for e in (0, 4, 5, 8, 9, 13)] == [(False, s) for s in (0, 0, 1, 1, 2, 2)]  # from 0
+    assert [Recipe(epochs=14, whiten_bias_epochs=3).frozen(e) for e in (2, 3)] == [(False, 0), (True, 0)]
+    assert recipe.scaled_to(7).freeze == "2,4"  # round(2.5) is 2: Python rounds half to even
+    assert recipe.scaled_to(28).freeze == "10,18"
+    assert Recipe(epochs=14).scaled_to(7).freeze == "" and Recipe().frozen(100) == (False, 0)
+    assert Recipe(epochs=14, freeze=" 5 , 9 ").freeze_epochs == (5, 9)
+    p = argparse.ArgumentParser()
+    add_recipe_flags(p)
+    assert apply_overrides(load_recipe("fast"), p.parse_args(["--freeze", "5,9"])).freeze == "5,9"
+
+
+@pytest.mark.parametrize(
+    "freeze, message",
+    [
+        ("5;9", "epochs separated by commas"),
+        ("five", "epochs separated by commas"),
+        ("²", "epochs separated by commas"),  # a digit to str.isdigit, not to int()
+        ("-1", "epochs separated by commas"),
+        ("9,5", "never decrease"),
+        ("0", r"in \[1, epochs\]"),
+        ("15", r"in \[1, epochs\]"),
+        ("1" * 40, "epochs separated by commas"),  # not a 40-digit int parsed and compared
+    ],
+)
+def test_a_bad_freeze_is_refused_with_the_form_it_takes(freeze, message):
+    with pytest.raises(TinyCifarError, match=message):
+        Recipe(epochs=14, freeze=freeze)
+
+
+def test_scaled_to_sets_only_the_length_fields_and_with_length_of_copies_them_all():
+    from tinycifar.recipe import LENGTH_FIELDS
+
+    recipe = Recipe(epochs=14, warmup_epochs=2.0, whiten_bias_epochs=3, freeze="5,9")
+    short = recipe.scaled_to(7)
+    changed = {f.name for f in dataclasses.fields(Recipe) if getattr(short, f.name) != getattr(recipe, f.name)}
+    assert changed == set(LENGTH_FIELDS)  # every field it scales is listed, and only those
+    assert recipe.with_length_of(short) == short

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from tinycifar.augment import Augmentation
 from tinycifar.callbacks import Callback
 from tinycifar.errors import TinyCifarError
-from tinycifar.layers import train_whitening_bias
+from tinycifar.layers import freeze_stages, train_whitening_bias
 from tinycifar.models import create_model
 from tinycifar.recipe import Recipe
 from tinycifar.runconfig import RunConfig
@@ -320,3 +320,62 @@ def test_a_frozen_whitening_bias_spares_the_first_convolution_its_input_gradient
         assert train_whitening_bias(model, train) is (not train)  # the first call changes nothing
         model(torch.randn(4, 3, 32, 32)).sum().backward()
     assert grads[0] is not None and grads[1] is None
+
+
+class _Stages(Callback):
+    """fastnet's three groups' weights after every epoch."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[dict[str, torch.Tensor]]] = []
+
+    def on_epoch_end(self, run, row) -> None:
+        self.seen.append([{k: v.detach().clone() for k, v in s.state_dict().items()} for s in run.parts.model.stages()])
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], weights_only: bool = True) -> bool:
+    # a frozen stage's BatchNorm still normalises by its batch, so its running statistics move
+    return all(
+        torch.equal(a[k], b[k])
+        for k in a
+        if not (weights_only and k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    )
+
+
+def test_frozen_stages_stop_training_after_their_epochs_and_the_run_resumes_identically(tmp_path, tiny_data):
+    recipe = dataclasses.replace(FAST_TINY, freeze="1,2", lookahead=0)  # Lookahead would still pull them
+    seen = _Stages()
+    fit(RunConfig("fastnet", recipe), *tiny_data, tmp_path / "full", [seen])
+    e1, e2, e3 = seen.seen
+    assert _same(e1[0], e2[0]) and _same(e2[0], e3[0])  # group 1 trained in epoch 1 only
+    assert not _same(e1[1], e2[1]) and _same(e2[1], e3[1])  # group 2 in epochs 1 and 2
+    assert not _same(e2[2], e3[2])  # group 3 throughout
+    assert not _same(e1[0], e2[0], weights_only=False)  # its BatchNorm statistics still follow the data
+
+    run = tmp_path / "run"
+    fit(RunConfig("fastnet", recipe), *tiny_data, run)
+    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_stages_spare_the_backward_pass_up_to_the_first_one_that_trains():
+    model = create_model("fastnet")
+    train_whitening_bias(model, False)
+    second = model.features[2][0]  # the second group's first convolution
+    grads: list[torch.Tensor | None] = []
+    second.register_full_backward_hook(lambda m, grad_in, grad_out: grads.append(grad_in[0]))
+    for count in (0, 1):
+        freeze_stages(model, count)
+        model(torch.randn(4, 3, 32, 32)).sum().backward()
+    assert grads[0] is not None and grads[1] is None  # nothing before it needs its input gradient
+    assert freeze_stages(model, 1) is False and freeze_stages(model, 0) is True
+    assert freeze_stages(create_model("tinynet"), 2) is False  # a model without stages: nothing to freeze
+
+
+def test_freezing_more_stages_than_the_model_has_is_refused_before_training(tmp_path, tiny_data):
+    with pytest.raises(TinyCifarError, match="tinynet has 0 to freeze"):
+        fit(RunConfig("tinynet", dataclasses.replace(TINY, freeze="1")), *tiny_data, tmp_path / "run")
+    assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -26,7 +26,7 @@ import torch.nn as nn
 from tinycifar.checkpoint import save_checkpoint
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits
-from tinycifar.layers import train_whitening_bias
+from tinycifar.layers import freeze_stages, model_stages, train_whitening_bias
 from tinycifar.recipe import Recipe
 
 MARGIN = 0.85  # timings on a shared 2-core VM drift by 10% and more within minutes
@@ -58,38 +58,37 @@ class Plan:
     epoch_s: float
     eval_s: float
     evals: int
-    # Once the whitening stem's bias freezes each epoch's steps save this much (checkpoints
-    # and the loop's other costs stay). frozen_by is the recipe whose whiten_bias_epochs
-    # freeze it, as Recipe.scaled_to scales them to a run's length (None: it never freezes).
-    frozen_saving_s: float = 0.0
+    # What an epoch's steps save against the first epoch's once parts of the network freeze
+    # (the stem's bias, the recipe's stages; checkpoints and the loop's other costs stay),
+    # by Recipe.frozen. frozen_by is the recipe whose epochs freeze them, as Recipe.scaled_to
+    # scales them to a run's length (None: nothing freezes).
+    savings_s: dict[tuple[bool, int], float] = dataclasses.field(default_factory=dict)
     frozen_by: Recipe | None = None
-
-    def trained_epochs(self, epochs: int) -> int:
-        """Of a run of ``epochs``, those before the bias freezes."""
-        if self.frozen_by is None:
-            return epochs
-        return min(epochs, self.frozen_by.scaled_to(epochs).whiten_bias_epochs)
 
     def epochs_s(self, epochs: int, first_epoch_s: float | None = None) -> float:
         """What ``epochs`` epochs cost without their evaluations, at ``first_epoch_s`` a
-        trained epoch if given (measured) instead of the probe's ``epoch_s``."""
+        first epoch if given (measured) instead of the probe's ``epoch_s``."""
         epoch_s = self.epoch_s if first_epoch_s is None else first_epoch_s
-        return epochs * epoch_s - (epochs - self.trained_epochs(epochs)) * self.frozen_saving_s
+        if self.frozen_by is None:
+            return epochs * epoch_s
+        recipe = self.frozen_by.scaled_to(epochs)
+        return sum(epoch_s - self.savings_s.get(recipe.frozen(e), 0.0) for e in range(epochs))
 
     @property
     def expected_s(self) -> float:
         return self.epochs_s(self.epochs) + self.evals * self.eval_s
 
     def describe(self) -> str:
-        frozen = (
-            f" ({self.epoch_s - self.frozen_saving_s:.1f} s once the stem's bias freezes)"
-            if self.frozen_by is not None
-            else ""
-        )
+        cheaper = [
+            f"{self.epoch_s - saving:.1f} s "
+            + (f"with {stages} stage(s) frozen" if stages else "once the stem's bias freezes")
+            for (_, stages), saving in sorted(self.savings_s.items())
+        ]
+        later = f" ({', '.join(cheaper)})" if cheaper else ""
         return (
             f"time budget {self.budget_s:.0f} s: {self.step_s * 1000:.0f} ms a step, "
-            f"{self.epoch_s:.1f} s an epoch{frozen}, {self.eval_s:.1f} s an evaluation -> "
-            f"{self.epochs} epochs (about {self.expected_s:.0f} s)"
+            f"{self.epoch_s:.1f} s an epoch{later}, "
+            f"{self.eval_s:.1f} s an evaluation -> {self.epochs} epochs (about {self.expected_s:.0f} s)"
         )
 
 
@@ -152,12 +151,20 @@ def epochs_within(
             times.append(time.perf_counter() - t0)
         return sum(times[WARMUP_STEPS:]) / steps
 
-    step_s = frozen_step_s = mean_step_s()
-    frozen_by = None
-    if recipe.whiten_bias_epochs and train_whitening_bias(model, False):
-        frozen_step_s = min(step_s, mean_step_s())  # the lighter backward picks its own kernels
-        train_whitening_bias(model, True)
-        frozen_by = recipe
+    step_s = mean_step_s()
+    # each way the recipe freezes parts of this model, timed: the lighter backward passes
+    # pick their own kernels
+    has_bias = train_whitening_bias(model, False)
+    train_whitening_bias(model, True)
+    stages = len(model_stages(model))
+    savings: dict[tuple[bool, int], float] = {}
+    for bias, frozen in sorted({recipe.frozen(e) for e in range(recipe.epochs)}):
+        if (bias and has_bias) or (frozen and stages):
+            train_whitening_bias(model, not bias)
+            freeze_stages(model, frozen)
+            savings[bias, frozen] = steps_per_epoch * max(0.0, step_s - mean_step_s())
+    train_whitening_bias(model, True)
+    freeze_stages(model, 0)
 
     # Each epoch writes a checkpoint through a temp file with fsync, keeping the previous one.
     with tempfile.TemporaryDirectory() as scratch:
@@ -175,7 +182,7 @@ def epochs_within(
 
     epoch_s = steps_per_epoch * step_s + checkpoint_s
     left = (seconds - (time.perf_counter() - started)) * MARGIN - END_RESERVE_S
-    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, steps_per_epoch * (step_s - frozen_step_s), frozen_by)
+    costs = Plan(0, seconds, step_s, epoch_s, eval_s, 0, savings, recipe if savings else None)
     epochs = 0
     while left >= costs.epochs_s(epochs + 1) + evaluations(epochs + 1, recipe.eval_every) * eval_s:
         epochs += 1

@@ -226,6 +226,26 @@ def train_whitening_bias(model: nn.Module, train: bool) -> bool:
     return changed
 
 
+def model_stages(model: nn.Module) -> list[nn.Module]:
+    """The stages a model names for ``freeze``, first to last; [] if it names none."""
+    stages = getattr(model, "stages", None)
+    return list(stages()) if callable(stages) else []
+
+
+def freeze_stages(model: nn.Module, count: int) -> bool:
+    """Freeze the model's first ``count`` stages and let the others train; whether that changed anything.
+
+    With everything before it frozen, the first trained stage's input needs no gradient,
+    so autograd skips the frozen stages' whole backward pass (FreezeOut, Brock et al. 2017).
+    """
+    changed = False
+    for i, stage in enumerate(model_stages(model)):
+        for p in stage.parameters():
+            changed |= p.requires_grad != (i >= count)
+            p.requires_grad_(i >= count)
+    return changed
+
+
 class ConvPoolGroup(nn.Sequential):
     """3×3 conv → max-pool 2 → BN → ReLU → 3×3 conv → BN → ReLU (airbench's block).
 

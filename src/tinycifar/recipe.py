@@ -21,6 +21,10 @@ from tinycifar.errors import TinyCifarError
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LR = 10_000, 65_536, 10.0
 
 
+# The fields Recipe.scaled_to sets from a run's length.
+LENGTH_FIELDS = ("epochs", "warmup_epochs", "whiten_bias_epochs", "freeze")
+
+
 @dataclass(frozen=True)
 class Recipe:
     epochs: int = field(default=30, metadata={"help": "passes over the training set"})
@@ -73,6 +77,13 @@ class Recipe:
             "throughout; models without the stem ignore it"
         },
     )
+    freeze: str = field(
+        default="",
+        metadata={
+            "help": "epochs after which the model's first, second, ... stage stops training, e.g. '5,9' "
+            "(FreezeOut): the steps after skip their gradients; '' = none freeze"
+        },
+    )
     flip: bool = field(default=True, metadata={"help": "random horizontal flip"})
     alt_flip: bool = field(
         default=False,
@@ -122,9 +133,30 @@ class Recipe:
         bias epochs keep their share of the run, warm-up never longer than it."""
         share = epochs / self.epochs
         bias_epochs = max(1, round(self.whiten_bias_epochs * share)) if self.whiten_bias_epochs else 0
+        freeze = ",".join(str(max(1, round(e * share))) for e in self.freeze_epochs)
         return replace(
-            self, epochs=epochs, warmup_epochs=min(self.warmup_epochs * share, epochs), whiten_bias_epochs=bias_epochs
+            self,
+            epochs=epochs,
+            warmup_epochs=min(self.warmup_epochs * share, epochs),
+            whiten_bias_epochs=bias_epochs,
+            freeze=freeze,
         )
+
+    def with_length_of(self, planned: Recipe) -> Recipe:
+        """This recipe with the fields :meth:`scaled_to` sets taken from ``planned``: a run
+        resumed under a time budget keeps the length it planned."""
+        return replace(self, **{name: getattr(planned, name) for name in LENGTH_FIELDS})
+
+    @property
+    def freeze_epochs(self) -> tuple[int, ...]:
+        """``freeze`` as numbers: stage ``i`` trains for ``freeze_epochs[i]`` epochs."""
+        return tuple(int(e) for e in self.freeze.split(",")) if self.freeze.strip() else ()
+
+    def frozen(self, epoch: int) -> tuple[bool, int]:
+        """What the run keeps frozen in epoch ``epoch`` (from 0): whether the whitening
+        stem's bias is, and how many of the model's first stages are."""
+        bias = bool(self.whiten_bias_epochs) and epoch >= self.whiten_bias_epochs
+        return bias, sum(epoch >= e for e in self.freeze_epochs)
 
     def validate(self) -> Recipe:
         # nan and inf slip through range checks such as ``weight_decay < 0``: refuse them first.
@@ -183,6 +215,7 @@ class Recipe:
             problems.append(
                 f"whiten_bias_epochs must be in [0, {MAX_EPOCHS:,}] (got {self.whiten_bias_epochs}); 0 = never frozen"
             )
+        problems += self._freeze_problems()
         if self.eval_every < 1:
             problems.append(f"eval_every must be at least 1 (got {self.eval_every})")
         if self.eval_every > MAX_EPOCHS:
@@ -219,6 +252,17 @@ class Recipe:
         if problems:
             raise TinyCifarError("bad recipe: " + "; ".join(problems))
         return self
+
+    def _freeze_problems(self) -> list[str]:
+        parts = [p.strip() for p in self.freeze.split(",")] if self.freeze.strip() else []
+        if not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
+            return [f"freeze must be epochs separated by commas, such as '5,9' (got {self.freeze!r}); '' = none"]
+        epochs = [int(p) for p in parts]
+        if any(not 1 <= e <= self.epochs for e in epochs) or epochs != sorted(epochs):
+            return [
+                f"freeze must list epochs in [1, epochs] that never decrease, first stage first (got {self.freeze!r})"
+            ]
+        return []
 
 
 RECIPE_NAMES = ("classic", "fast", "long", "mcu")

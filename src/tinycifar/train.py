@@ -35,7 +35,7 @@ from tinycifar.checkpoint import load_checkpoint
 from tinycifar.distill import ConsistentTeacher, blend, check_teacher, fingerprint, untaught
 from tinycifar.errors import TinyCifarError
 from tinycifar.inference import predict_logits, prepare, resolve_device
-from tinycifar.layers import PatchWhitening, train_whitening_bias
+from tinycifar.layers import PatchWhitening, freeze_stages, model_stages, train_whitening_bias
 from tinycifar.models import build_model
 from tinycifar.optimizers import make_optimizer
 from tinycifar.paths import writable_dir
@@ -130,13 +130,7 @@ def resolve(
     precision = resolve_precision(config.precision, dev)
     recipe = config.recipe
     if config.time_budget_s is not None and saved is not None:  # a resumed run keeps its own plan
-        planned = saved["config"].recipe
-        recipe = dataclasses.replace(
-            recipe,
-            epochs=planned.epochs,
-            warmup_epochs=planned.warmup_epochs,
-            whiten_bias_epochs=planned.whiten_bias_epochs,
-        )
+        recipe = recipe.with_length_of(saved["config"].recipe)
     elif config.time_budget_s is not None:
         planned_at = time.perf_counter()
         plan = plan_for_budget(
@@ -211,6 +205,12 @@ class Parts:
         # ignored: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         init_from_data(model, images, dev)
+        stages = len(model_stages(model))
+        if len(recipe.freeze_epochs) > stages:
+            raise TinyCifarError(
+                f"freeze {recipe.freeze!r} names {len(recipe.freeze_epochs)} stage(s) but {config.model} has "
+                f"{stages} to freeze; list at most {stages} epochs (fastnet and fastnet_mcu have 3), or drop --freeze"
+            )
         if config.compile:
             model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
         net = shard.wrap(model)
@@ -322,8 +322,9 @@ class Run:
         g = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))  # data order, augmentation
         torch.manual_seed(_epoch_seed(self.config.seed, epoch))  # dropout, if a model has any
         self.parts.model.train()
-        bias_epochs = self.config.recipe.whiten_bias_epochs
-        if train_whitening_bias(self.parts.model, not bias_epochs or epoch < bias_epochs):
+        bias_frozen, stages_frozen = self.config.recipe.frozen(epoch)
+        changed = train_whitening_bias(self.parts.model, not bias_frozen)
+        if freeze_stages(self.parts.model, stages_frozen) or changed:
             # DistributedDataParallel reduces the gradients of the parameters that trained
             # when it was made: make it again for the new set (a no-op in one process)
             self.parts.net = self.shard.wrap(self.parts.model)

@@ -99,7 +99,14 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"]
             )
         elif f.type == "str":
-            group.add_argument(flag, dest=f.name, choices=f.metadata["choices"], default=None, help=f.metadata["help"])
+            group.add_argument(
+                flag,
+                dest=f.name,
+                choices=f.metadata.get("choices"),
+                default=None,
+                metavar=None if "choices" in f.metadata else f.name.upper(),
+                help=f.metadata["help"],
+            )
         else:
             group.add_argument(
                 flag,

@@ -45,6 +45,10 @@ class FastNet(nn.Module):
         self.classifier = nn.Linear(w3, num_classes, bias=False)
         self.logit_scale = logit_scale
 
+    def stages(self) -> list[nn.Module]:
+        """The three groups, which the recipe's ``freeze`` stops training first to last."""
+        return list(self.features)[1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(self.whiten(x))
         return self.classifier(torch.flatten(self.pool(x), 1)) * self.logit_scale
