@@ -224,6 +224,11 @@ def test_epochs_with_frozen_stages_cost_each_its_own_share():
     plan = Plan(14, 100.0, 0.01, 4.0, 1.0, 1, savings_s=savings, frozen_by=recipe)
     assert plan.epochs_s(14) == 14 * 4.0 - (2 * 1.0 + 4 * 2.0 + 5 * 3.0)
     assert "3.0 s once the stem's bias freezes, 2.0 s with 1 stage(s) frozen" in plan.describe()
+    assert plan.epochs_s(28) == 28 * 4.0 - (4 * 1.0 + 8 * 2.0 + 10 * 3.0)  # scaled: 6, 10, 18
+    early = dataclasses.replace(recipe, whiten_bias_epochs=0, freeze="2")  # a stage frozen, the bias trains
+    plan = Plan(14, 100.0, 0.01, 4.0, 1.0, 1, savings_s={(False, 1): 1.5}, frozen_by=early)
+    assert plan.epochs_s(14) == 14 * 4.0 - 12 * 1.5
+    assert "2.5 s with 1 stage(s) frozen, the stem's bias training" in plan.describe()
 
 
 def test_the_probe_times_steps_with_the_stem_bias_frozen_too(tiny_data, monkeypatch):
@@ -279,15 +284,26 @@ def test_a_shortened_run_counts_its_bias_epochs_as_it_will_train_them(tiny_data,
     assert epochs_after_first(keep.plan, 0.0, 4.0, False, fast.eval_every) == 17
 
 
-def test_the_probe_times_each_way_the_recipe_freezes_and_leaves_the_model_training(tiny_data):
-    from tinycifar import budget
+def test_the_probe_times_each_way_the_recipe_freezes_and_leaves_the_model_training(tiny_data, monkeypatch):
+    from tinycifar import budget, step
+    from tinycifar.layers import model_stages
 
+    frozen_in_steps = set()
+    real_step = step.train_step
+
+    def watched(model, *args):
+        frozen_in_steps.add(sum(not p.requires_grad for s in model_stages(model) for p in s.parameters()))
+        return real_step(model, *args)
+
+    monkeypatch.setattr(step, "train_step", watched)
     recipe = dataclasses.replace(load_recipe("fast"), batch_size=32, epochs=12, whiten_bias_epochs=3, freeze="6,9")
     model = create_model("fastnet").to(memory_format=torch.channels_last)
     plan = budget.epochs_within(
         600.0, model, make_optimizer(model, recipe), recipe, *tiny_data, torch.device("cpu"), "fp32"
     )
     assert set(plan.savings_s) == {(True, 0), (True, 1), (True, 2)} and plan.frozen_by == recipe
+    group1, group2 = (len(list(s.parameters())) for s in model.stages()[:2])
+    assert frozen_in_steps == {0, group1, group1 + group2}  # no stage, the first, the first two
     assert all(p.requires_grad for stage in model.stages() for p in stage.parameters())
     assert "with 2 stage(s) frozen" in plan.describe()
     tinynet = create_model("tinynet")  # nothing to freeze: nothing timed

@@ -122,3 +122,17 @@ def test_muon_resumes_from_its_state_and_follows_the_schedule():
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="not that of 2 chained optimisers"):
         opt_b.load_state_dict(torch.optim.SGD(a.parameters(), lr=0.1).state_dict())
+
+
+def test_muon_leaves_the_filters_of_a_frozen_stage_as_they_are():
+    from tinycifar.layers import freeze_stages
+
+    model = create_model("fastnet")
+    opt = make_optimizer(model, Recipe(optimizer="muon"))
+    freeze_stages(model, 1)  # as the recipe's freeze does, after the optimizer was made
+    frozen = model.stages()[0][0].weight
+    before, trained = frozen.detach().clone(), model.stages()[1][0].weight.detach().clone()
+    model(torch.randn(8, 3, 32, 32)).logsumexp(1).sum().backward()
+    opt.step()
+    assert torch.equal(frozen, before)  # neither stepped nor rescaled to norm √out
+    assert not torch.equal(model.stages()[1][0].weight, trained)

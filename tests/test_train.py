@@ -373,9 +373,15 @@ def test_frozen_stages_spare_the_backward_pass_up_to_the_first_one_that_trains()
     assert grads[0] is not None and grads[1] is None  # nothing before it needs its input gradient
     assert freeze_stages(model, 1) is False and freeze_stages(model, 0) is True
     assert freeze_stages(create_model("tinynet"), 2) is False  # a model without stages: nothing to freeze
+    assert len(create_model("sepnet_g31").stages()) == 3  # its first group, its two separable stages
 
 
-def test_freezing_more_stages_than_the_model_has_is_refused_before_training(tmp_path, tiny_data):
+def test_freezing_more_stages_than_the_model_has_is_refused_before_training_or_planning(tmp_path, tiny_data):
+    from tinycifar.train import plan_for_budget
+
     with pytest.raises(TinyCifarError, match="tinynet has 0 to freeze"):
         fit(RunConfig("tinynet", dataclasses.replace(TINY, freeze="1")), *tiny_data, tmp_path / "run")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+    four = dataclasses.replace(FAST_TINY, freeze="1,1,2,2")
+    with pytest.raises(TinyCifarError, match="names 4 stage.s. but fastnet has 3"):
+        plan_for_budget(RunConfig("fastnet", four), *tiny_data, torch.device("cpu"), 60.0)

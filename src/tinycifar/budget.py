@@ -72,7 +72,7 @@ class Plan:
         if self.frozen_by is None:
             return epochs * epoch_s
         recipe = self.frozen_by.scaled_to(epochs)
-        return sum(epoch_s - self.savings_s.get(recipe.frozen(e), 0.0) for e in range(epochs))
+        return epochs * epoch_s - sum(self.savings_s.get(recipe.frozen(a), 0.0) * (b - a) for a, b in spans(recipe))
 
     @property
     def expected_s(self) -> float:
@@ -82,7 +82,8 @@ class Plan:
         cheaper = [
             f"{self.epoch_s - saving:.1f} s "
             + (f"with {stages} stage(s) frozen" if stages else "once the stem's bias freezes")
-            for (_, stages), saving in sorted(self.savings_s.items())
+            + ("" if bias or not stages else ", the stem's bias training")
+            for (bias, stages), saving in sorted(self.savings_s.items())
         ]
         later = f" ({', '.join(cheaper)})" if cheaper else ""
         return (
@@ -90,6 +91,14 @@ class Plan:
             f"{self.epoch_s:.1f} s an epoch{later}, "
             f"{self.eval_s:.1f} s an evaluation -> {self.epochs} epochs (about {self.expected_s:.0f} s)"
         )
+
+
+def spans(recipe: Recipe) -> list[tuple[int, int]]:
+    """The runs of epochs ``[a, b)`` over which what ``recipe`` keeps frozen stays the same
+    (:meth:`Recipe.frozen`): as many as there are freezes, however long the run."""
+    edges = {0, recipe.epochs, recipe.whiten_bias_epochs, *recipe.freeze_epochs}
+    cuts = sorted(e for e in edges if 0 <= e <= recipe.epochs)
+    return list(zip(cuts, cuts[1:]))
 
 
 def epochs_after_first(plan: Plan, spent_s: float, first_epoch_s: float, first_evaluated: bool, every: int) -> int:
@@ -158,7 +167,7 @@ def epochs_within(
     train_whitening_bias(model, True)
     stages = len(model_stages(model))
     savings: dict[tuple[bool, int], float] = {}
-    for bias, frozen in sorted({recipe.frozen(e) for e in range(recipe.epochs)}):
+    for bias, frozen in sorted({recipe.frozen(a) for a, _ in spans(recipe)}):
         if (bias and has_bias) or (frozen and stages):
             train_whitening_bias(model, not bias)
             freeze_stages(model, frozen)

@@ -227,7 +227,8 @@ def train_whitening_bias(model: nn.Module, train: bool) -> bool:
 
 
 def model_stages(model: nn.Module) -> list[nn.Module]:
-    """The stages a model names for ``freeze``, first to last; [] if it names none."""
+    """The stages a model names for ``freeze``, first to last; [] if it names none. Every
+    parameter of a stage trains unless ``freeze`` has frozen it."""
     stages = getattr(model, "stages", None)
     return list(stages()) if callable(stages) else []
 

@@ -88,7 +88,10 @@ if hasattr(torch.optim, "Muon"):  # torch 2.9 and later; older ones train withou
         def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
             matrices = self.param_groups[0]["params"]
             for f, m in zip(self.filters, matrices):
-                m.grad = None if f.grad is None else _as_matrix(f.grad, f)
+                if f.grad is None:  # frozen (the recipe's freeze): Muon skips it, and so does the rescale
+                    m.grad = None
+                    continue
+                m.grad = _as_matrix(f.grad, f)
                 m.mul_(len(m) ** 0.5 / m.norm().clamp_min(1e-12))
             return super().step(closure)
 

@@ -126,11 +126,16 @@ class Recipe:
     eval_every: int = field(default=1, metadata={"help": "evaluate every N epochs, and always after the last"})
 
     def __post_init__(self) -> None:
+        # one spelling of each freeze schedule, so a resume spelt "5, 9" is the run of "5,9"
+        object.__setattr__(
+            self, "freeze", ",".join(p.strip() for p in self.freeze.split(",")) if self.freeze.strip() else ""
+        )
         self.validate()
 
     def scaled_to(self, epochs: int) -> Recipe:
-        """The recipe run for ``epochs`` instead (a time budget's): warm-up and the stem's
-        bias epochs keep their share of the run, warm-up never longer than it."""
+        """The recipe run for ``epochs`` instead (a time budget's): warm-up, the stem's bias
+        epochs and the stages' freeze epochs keep their share of the run, warm-up never
+        longer than it."""
         share = epochs / self.epochs
         bias_epochs = max(1, round(self.whiten_bias_epochs * share)) if self.whiten_bias_epochs else 0
         freeze = ",".join(str(max(1, round(e * share))) for e in self.freeze_epochs)

@@ -125,6 +125,7 @@ def resolve(
     """The configuration as this run will keep it (precision for this machine, the epochs a
     time budget buys, the data and teacher it sees), what to tell the user of it, and the
     callback that holds a new run to its time budget."""
+    check_freeze(config)
     notes: list[str] = []
     budget: list[Callback] = []
     precision = resolve_precision(config.precision, dev)
@@ -205,12 +206,6 @@ class Parts:
         # ignored: torch's stub of nn.Module.to omits memory_format, which the runtime accepts
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         init_from_data(model, images, dev)
-        stages = len(model_stages(model))
-        if len(recipe.freeze_epochs) > stages:
-            raise TinyCifarError(
-                f"freeze {recipe.freeze!r} names {len(recipe.freeze_epochs)} stage(s) but {config.model} has "
-                f"{stages} to freeze; list at most {stages} epochs (fastnet and fastnet_mcu have 3), or drop --freeze"
-            )
         if config.compile:
             model.compile()  # in place: state_dict keys, checkpoints and averaging are unchanged
         net = shard.wrap(model)
@@ -322,9 +317,10 @@ class Run:
         g = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))  # data order, augmentation
         torch.manual_seed(_epoch_seed(self.config.seed, epoch))  # dropout, if a model has any
         self.parts.model.train()
-        bias_frozen, stages_frozen = self.config.recipe.frozen(epoch)
+        recipe = self.config.recipe
+        bias_frozen, stages_frozen = recipe.frozen(epoch)
         changed = train_whitening_bias(self.parts.model, not bias_frozen)
-        if freeze_stages(self.parts.model, stages_frozen) or changed:
+        if (recipe.freeze_epochs and freeze_stages(self.parts.model, stages_frozen)) or changed:
             # DistributedDataParallel reduces the gradients of the parameters that trained
             # when it was made: make it again for the new set (a no-op in one process)
             self.parts.net = self.shard.wrap(self.parts.model)
@@ -434,6 +430,19 @@ def train_epoch(
     return loss_sum, correct, lr
 
 
+def check_freeze(config: RunConfig) -> None:
+    """Refuse a ``freeze`` of more stages than the model names, before any time is spent."""
+    wanted = len(config.recipe.freeze_epochs)
+    if wanted:
+        with torch.device("meta"):  # counted, not allocated
+            stages = len(model_stages(build_model(config.model, config.model_args)))
+        if wanted > stages:
+            raise TinyCifarError(
+                f"freeze {config.recipe.freeze!r} names {wanted} stage(s) but {config.model} has {stages} to "
+                f"freeze; list at most {stages} epochs (fastnet, fastnet_mcu and sepnet_g31 have 3), or drop --freeze"
+            )
+
+
 def init_from_data(model: nn.Module, images: torch.Tensor, dev: torch.device) -> None:
     """Fit every data-initialised layer (the patch-whitening stem) on training images."""
     layers = [m for m in model.modules() if isinstance(m, PatchWhitening)]
@@ -470,6 +479,7 @@ def plan_for_budget(config: RunConfig, train: Data, eval_data: Data, dev: torch.
     precision), timed on a throw-away model."""
     from tinycifar.budget import epochs_within
 
+    check_freeze(config)
     model = build_model(config.model, config.model_args).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as in Parts.build
     return epochs_within(

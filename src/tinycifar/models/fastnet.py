@@ -46,7 +46,8 @@ class FastNet(nn.Module):
         self.logit_scale = logit_scale
 
     def stages(self) -> list[nn.Module]:
-        """The three groups, which the recipe's ``freeze`` stops training first to last."""
+        """What the recipe's ``freeze`` stops training, first to last: fastnet's three groups
+        (sepnet's first group and its separable stages)."""
         return list(self.features)[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
