@@ -337,3 +337,19 @@ def test_train_takes_the_model_args_a_sweep_names(tmp_path, capsys):
     ):
         assert cli.main(["train", "--model-args", bad, "--out", str(tmp_path / "r")]) == 2
         assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "model, freeze, says",
+    [
+        ('{choices = ["fastnet", "tinynet"]}', '[fixed]\nfreeze = "1"', "tinynet has 0 to freeze"),
+        ('"fastnet"', '[search]\nfreeze = {choices = ["1", "1,2,2,3"]}', "names 4 stage(s) but fastnet has 3"),
+    ],
+)
+def test_a_freeze_the_models_cannot_take_is_refused_before_any_trial(tmp_path, model, freeze, says):
+    text = f'model = {model}\nrecipe = "fast"\ntrain_images = 256\nval_images = 200\n{freeze}\nepochs = 3\n'
+    text = text.replace("\nepochs = 3\n", "\n") if freeze.startswith("[search]") else text
+    with pytest.raises(TinyCifarError) as e:
+        load_space(_space(tmp_path, text))
+    assert says in str(e.value)
+    assert load_space(_space(tmp_path, text.replace("tinynet", "fastnet_mcu").replace(', "1,2,2,3"', "")))

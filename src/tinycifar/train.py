@@ -125,7 +125,7 @@ def resolve(
     """The configuration as this run will keep it (precision for this machine, the epochs a
     time budget buys, the data and teacher it sees), what to tell the user of it, and the
     callback that holds a new run to its time budget."""
-    check_freeze(config)
+    check_freeze(len(config.recipe.freeze_epochs), config.model, config.model_args)
     notes: list[str] = []
     budget: list[Callback] = []
     precision = resolve_precision(config.precision, dev)
@@ -430,16 +430,15 @@ def train_epoch(
     return loss_sum, correct, lr
 
 
-def check_freeze(config: RunConfig) -> None:
-    """Refuse a ``freeze`` of more stages than the model names, before any time is spent."""
-    wanted = len(config.recipe.freeze_epochs)
+def check_freeze(wanted: int, model: str, model_args: dict[str, Any] | None) -> None:
+    """Refuse a ``freeze`` of ``wanted`` stages where the model names fewer, before any time is spent."""
     if wanted:
         with torch.device("meta"):  # counted, not allocated
-            stages = len(model_stages(build_model(config.model, config.model_args)))
+            stages = len(model_stages(build_model(model, model_args)))
         if wanted > stages:
             raise TinyCifarError(
-                f"freeze {config.recipe.freeze!r} names {wanted} stage(s) but {config.model} has {stages} to "
-                f"freeze; list at most {stages} epochs (fastnet, fastnet_mcu and sepnet_g31 have 3), or drop --freeze"
+                f"freeze names {wanted} stage(s) but {model} has {stages} to freeze; list at most {stages} "
+                "epochs (fastnet, fastnet_mcu and sepnet_g31 have 3), or drop --freeze"
             )
 
 
@@ -479,7 +478,7 @@ def plan_for_budget(config: RunConfig, train: Data, eval_data: Data, dev: torch.
     precision), timed on a throw-away model."""
     from tinycifar.budget import epochs_within
 
-    check_freeze(config)
+    check_freeze(len(config.recipe.freeze_epochs), config.model, config.model_args)
     model = build_model(config.model, config.model_args).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as in Parts.build
     return epochs_within(

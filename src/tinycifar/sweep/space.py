@@ -78,6 +78,7 @@ def load_space(path: Path | str) -> Space:
         check_spec(path, f"[model_args] {name}", spec)
     _check_recipes(path, space)
     _check_models(path, space, models)
+    _check_freeze(path, space, models)
     return space
 
 
@@ -174,6 +175,22 @@ def _check_recipes(path: Path, space: Space) -> None:
     if len(edges) > 1:
         highs = {k: e[-1][0] for k, e in edges.items()}
         _try_recipe(base, space.fixed, highs, f"{path}: [search] with every field at its high end ({show(highs)})")
+
+
+def _check_freeze(path: Path, space: Space, models: list[str]) -> None:
+    """Every model against the most stages any ``freeze`` of the space names (the recipes
+    themselves were checked): one clear error, not one failed trial after another."""
+    from tinycifar.train import check_freeze
+
+    spec = space.search.get("freeze")
+    values = [_base_values(space)["freeze"], space.fixed.get("freeze", "")]
+    values += spec.get("choices", []) if isinstance(spec, dict) else []
+    wanted = max(len([p for p in str(v).split(",") if p.strip()]) for v in values)
+    for model in models:
+        try:
+            check_freeze(wanted, model, None)
+        except TinyCifarError as e:
+            raise TinyCifarError(f"{path}: {e}") from None
 
 
 def _try_recipe(base: dict[str, Any], fixed: dict[str, Any], drawn: dict[str, Any], where: str) -> None:
