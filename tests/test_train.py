@@ -281,6 +281,18 @@ def test_muon_learns_and_resumes_identically(tmp_path, tiny_data):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _killed_in_epoch_3_resumes_as(full: Path, recipe: Recipe, tiny_data, run: Path) -> None:
+    """Train fastnet with ``recipe`` in ``run``, roll it back to its epoch-2 checkpoint as if
+    killed during epoch 3, resume: its weights are ``full``'s, bit for bit."""
+    fit(RunConfig("fastnet", recipe), *tiny_data, run)
+    state = torch.load(run / "previous.pt", weights_only=True)
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
+    a, b = load_file(full / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 class _StemBias(Callback):
     """The whitening stem's bias after every epoch, and whether it still trains."""
 
@@ -301,14 +313,7 @@ def test_whitening_bias_trains_its_epochs_then_stays_and_the_run_resumes_identic
     assert not torch.equal(after_1, torch.zeros_like(after_1))  # it trained in epoch 1 (it starts at zero)
     assert torch.equal(after_1, after_2) and torch.equal(after_2, after_3)
 
-    run = tmp_path / "run"
-    fit(RunConfig("fastnet", recipe), *tiny_data, run)
-    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3: frozen on resume
-    (run / "last.pt").unlink()
-    torch.save(state, run / "last.pt")
-    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
-    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _killed_in_epoch_3_resumes_as(tmp_path / "full", recipe, tiny_data, tmp_path / "run")  # frozen on resume
 
 
 def test_a_frozen_whitening_bias_spares_the_first_convolution_its_input_gradient():
@@ -351,14 +356,7 @@ def test_frozen_stages_stop_training_after_their_epochs_and_the_run_resumes_iden
     assert not _same(e2[2], e3[2])  # group 3 throughout
     assert not _same(e1[0], e2[0], weights_only=False)  # its BatchNorm statistics still follow the data
 
-    run = tmp_path / "run"
-    fit(RunConfig("fastnet", recipe), *tiny_data, run)
-    state = torch.load(run / "previous.pt", weights_only=True)  # as if killed during epoch 3
-    (run / "last.pt").unlink()
-    torch.save(state, run / "last.pt")
-    fit(RunConfig("fastnet", recipe), *tiny_data, run, resume=True)
-    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _killed_in_epoch_3_resumes_as(tmp_path / "full", recipe, tiny_data, tmp_path / "run")
 
 
 def test_frozen_stages_spare_the_backward_pass_up_to_the_first_one_that_trains():

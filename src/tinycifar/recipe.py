@@ -21,6 +21,11 @@ from tinycifar.errors import TinyCifarError
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LR = 10_000, 65_536, 10.0
 
 
+def freeze_parts(text: str) -> list[str]:
+    """The entries of a ``freeze`` text, stripped: one per stage, [] for none."""
+    return [p.strip() for p in text.split(",")] if text.strip() else []
+
+
 # The fields Recipe.scaled_to sets from a run's length.
 LENGTH_FIELDS = ("epochs", "warmup_epochs", "whiten_bias_epochs", "freeze")
 
@@ -127,9 +132,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         # one spelling of each freeze schedule, so a resume spelt "5, 9" is the run of "5,9"
-        object.__setattr__(
-            self, "freeze", ",".join(p.strip() for p in self.freeze.split(",")) if self.freeze.strip() else ""
-        )
+        object.__setattr__(self, "freeze", ",".join(freeze_parts(self.freeze)))
         self.validate()
 
     def scaled_to(self, epochs: int) -> Recipe:
@@ -155,7 +158,7 @@ class Recipe:
     @property
     def freeze_epochs(self) -> tuple[int, ...]:
         """``freeze`` as numbers: stage ``i`` trains for ``freeze_epochs[i]`` epochs."""
-        return tuple(int(e) for e in self.freeze.split(",")) if self.freeze.strip() else ()
+        return tuple(int(e) for e in freeze_parts(self.freeze))
 
     def frozen(self, epoch: int) -> tuple[bool, int]:
         """What the run keeps frozen in epoch ``epoch`` (from 0): whether the whitening
@@ -259,7 +262,7 @@ class Recipe:
         return self
 
     def _freeze_problems(self) -> list[str]:
-        parts = [p.strip() for p in self.freeze.split(",")] if self.freeze.strip() else []
+        parts = freeze_parts(self.freeze)
         if not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
             return [f"freeze must be epochs separated by commas, such as '5,9' (got {self.freeze!r}); '' = none"]
         epochs = [int(p) for p in parts]

@@ -180,12 +180,13 @@ def _check_recipes(path: Path, space: Space) -> None:
 def _check_freeze(path: Path, space: Space, models: list[str]) -> None:
     """Every model against the most stages any ``freeze`` of the space names (the recipes
     themselves were checked): one clear error, not one failed trial after another."""
+    from tinycifar.recipe import freeze_parts
     from tinycifar.train import check_freeze
 
     spec = space.search.get("freeze")
     values = [_base_values(space)["freeze"], space.fixed.get("freeze", "")]
     values += spec.get("choices", []) if isinstance(spec, dict) else []
-    wanted = max(len([p for p in str(v).split(",") if p.strip()]) for v in values)
+    wanted = max(len(freeze_parts(str(v))) for v in values)
     for model in models:
         try:
             check_freeze(wanted, model, None)
